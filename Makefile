@@ -1,0 +1,49 @@
+# The two commands a new user runs on a fresh machine with Docker: `make demo` and `make test`.
+# Each installs what it needs first (Python packages, debootstrap where no registry serves
+# postgres images, the collection itself), so nothing else has to be set up by hand.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VERSION := $(shell sed -n 's/^version: *//p' galaxy.yml)
+TARBALL := build/baseful-branching-$(VERSION).tar.gz
+COLLECTIONS_PATH ?= $(HOME)/.ansible/collections
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS_PATH)
+PYTEST := $(PYTHON) -m pytest
+
+.PHONY: demo test deps images install unit integration lint sanity molecule clean
+
+deps:
+	@$(PYTHON) -c "import ansible, docker, psycopg, pytest, hypothesis" 2>/dev/null \
+		&& command -v ansible-lint molecule >/dev/null \
+		|| $(PYTHON) -m pip install -q -r requirements-test.txt
+	@command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; }
+
+images: deps
+	@tests/images/ensure.sh 17 > build/image-17 2>build/image-17.log || { cat build/image-17.log; exit 1; }
+	@tests/images/ensure.sh 15 > build/image-15 2>build/image-15.log || { cat build/image-15.log; exit 1; }
+	@echo "images: $$(cat build/image-17) $$(cat build/image-15)"
+
+build:
+	@mkdir -p build
+
+images deps install: | build
+
+install: deps
+	@ansible-galaxy collection build --force --output-path build >/dev/null
+	@ansible-galaxy collection install --no-deps --force -p $(COLLECTIONS_PATH) $(TARBALL) >/dev/null
+	@echo "installed baseful.branching $(VERSION) into $(COLLECTIONS_PATH)"
+
+demo: images install
+	ansible-playbook demo/demo.yml -e baseful_demo_image=$$(cat build/image-17)
+
+unit: deps
+	$(PYTEST) -q tests/unit
+
+integration: images install
+	BASEFUL_IMAGE_17=$$(cat build/image-17) BASEFUL_IMAGE_15=$$(cat build/image-15) \
+		$(PYTEST) -q -x tests/integration
+
+test: unit integration
+
+clean:
+	rm -rf build

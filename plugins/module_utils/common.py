@@ -1,0 +1,83 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to baseful.branching
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What every module shares: the placement and Docker connection options and the run loop that
+turns the service's outcome into a module result (changed, actions, diff) or one clear failure."""
+
+from __future__ import annotations
+
+import ipaddress
+import traceback
+
+from ansible.module_utils.basic import env_fallback, missing_required_lib
+
+from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
+from ansible_collections.baseful.branching.plugins.module_utils.model import parse_port_range
+from ansible_collections.baseful.branching.plugins.module_utils.runtime import (
+    DOCKER_IMPORT_ERROR,
+    HAS_DOCKER,
+    DockerConnection,
+)
+
+DOCKER_OPTIONS = ("docker_host", "api_version", "timeout", "tls", "validate_certs", "ca_path", "client_cert",
+                  "client_key")
+
+
+def shared_argument_spec(**module_options) -> dict:
+    """Placement and connection options (doc fragment baseful.branching.placement) plus the module's own."""
+    spec = dict(
+        state_dir=dict(type="path", default="/var/lib/baseful"),
+        data_root=dict(type="path"),
+        network=dict(type="str", default="baseful"),
+        bind_address=dict(type="str", default="127.0.0.1"),
+        port_range=dict(type="str", default="54320-54999"),
+        docker_host=dict(type="str", default="unix:///var/run/docker.sock", aliases=["docker_url"],
+                         fallback=(env_fallback, ["DOCKER_HOST"])),
+        api_version=dict(type="str", default="auto", aliases=["docker_api_version"],
+                         fallback=(env_fallback, ["DOCKER_API_VERSION"])),
+        timeout=dict(type="int", default=60, fallback=(env_fallback, ["DOCKER_TIMEOUT"])),
+        tls=dict(type="bool", default=False, fallback=(env_fallback, ["DOCKER_TLS"])),
+        validate_certs=dict(type="bool", default=False, aliases=["tls_verify"],
+                            fallback=(env_fallback, ["DOCKER_TLS_VERIFY"])),
+        ca_path=dict(type="path", aliases=["ca_cert", "tls_ca_cert", "cacert_path"]),
+        client_cert=dict(type="path", aliases=["tls_client_cert", "cert_path"]),
+        client_key=dict(type="path", aliases=["tls_client_key", "key_path"]),
+    )
+    spec.update(module_options)
+    return spec
+
+
+def run(module, operation, read_only: bool = False) -> None:
+    """Builds the service from the module's options, runs `operation(service)` and exits."""
+    if not HAS_DOCKER:
+        module.fail_json(msg=missing_required_lib("docker (Docker SDK for Python)"), exception=str(DOCKER_IMPORT_ERROR))
+    from ansible_collections.baseful.branching.plugins.module_utils.service import Placement, Service
+
+    params = module.params
+    service = None
+    try:
+        _validate_bind_address(params["bind_address"])
+        placement = Placement(params["state_dir"], params["data_root"], params["network"], params["bind_address"],
+                              parse_port_range(params["port_range"]))
+        connection = DockerConnection(**{name: params[name] for name in DOCKER_OPTIONS})
+        service = Service(placement, connection, check_mode=module.check_mode or read_only)
+        outcome = operation(service)
+    except BranchingError as error:
+        module.fail_json(msg=str(error))
+    except Exception as error:  # Docker or OS failures the engine did not anticipate
+        module.fail_json(msg=f"{type(error).__name__}: {error}", exception=traceback.format_exc())
+    finally:
+        if service is not None:
+            service.close()
+    result = dict(changed=outcome.changed, actions=outcome.actions, **outcome.values)
+    if module._diff and not read_only:
+        result["diff"] = dict(before=outcome.before, after=outcome.after)
+    module.exit_json(**result)
+
+
+def _validate_bind_address(value: str) -> None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise InputError("bind_address", f"{value!r} is not an IP address; use for example 127.0.0.1 (the default) "
+                         "or 0.0.0.0 to listen on every interface") from None

@@ -1,0 +1,97 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to baseful.branching
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The copy engine: one place that decides how a branch is filled, and the methods that do it.
+
+A method declares whether it fills the data directory before the container starts (snapshot,
+physical) or restores into a running, freshly initialised server (dump). `choose_method` is pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+from ansible_collections.baseful.branching.plugins.module_utils.errors import InputError
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One side of a copy, as the host sees it. A managed branch is reached on its published port
+    with the database's password file; an external source by its URL (a secret, passed by env)."""
+
+    conninfo: Optional[str] = None  # libpq keywords without a password, for managed branches
+    url: Optional[str] = None  # external PostgreSQL URL
+    container: Optional[str] = None
+    data_dir: Optional[str] = None
+    pg_major: Optional[int] = None
+
+    @property
+    def managed(self) -> bool:
+        return self.url is None
+
+
+@dataclass(frozen=True)
+class CopyJob:
+    database: str
+    branch: str
+    mode: str  # all | schema | empty
+    image: str  # the target's image: its client tools do the work
+    pg_major: int
+    user: str
+    dbname: str
+    password_file: str
+    source: Endpoint
+    target: Endpoint
+
+
+@dataclass
+class CopyResult:
+    method: str
+    seconds: float
+    bytes: Optional[int] = None
+
+    def as_dict(self) -> Dict[str, object]:
+        return {"method": self.method, "seconds": round(self.seconds, 3), "bytes": self.bytes}
+
+
+# What each method can do in this version. Snapshot and physical arrive with the constant-time
+# copy work; until then `auto` resolves to dump and an explicit request for them is refused.
+IMPLEMENTED = ("dump",)
+
+
+def choose_method(requested: str, mode: str, same_major: bool, external_source: bool,
+                  copy_on_write: bool) -> str:
+    """The method that serves the request: `auto` picks the fastest correct one."""
+    full_local_copy = mode == "all" and same_major and not external_source
+    candidates = []
+    if full_local_copy and copy_on_write:
+        candidates.append("snapshot")
+    if full_local_copy:
+        candidates.append("physical")
+    candidates.append("dump")
+    if requested == "auto":
+        return next(method for method in candidates if method in IMPLEMENTED)
+    if requested not in candidates:
+        raise InputError("copy_method", f"{requested!r} cannot serve this copy ({_why_not(requested, mode, same_major, external_source, copy_on_write)}); "
+                         f"use one of: auto, {', '.join(m for m in candidates if m in IMPLEMENTED)}")
+    if requested not in IMPLEMENTED:
+        raise InputError("copy_method", f"{requested!r} is not available in this version of the collection; use auto or dump")
+    return requested
+
+
+def _why_not(method: str, mode: str, same_major: bool, external_source: bool, copy_on_write: bool) -> str:
+    if mode != "all":
+        return f"copy {mode!r} needs a logical copy; {method} copies whole data directories"
+    if external_source:
+        return "the source is an external server"
+    if not same_major:
+        return "source and target run different PostgreSQL major versions"
+    if not copy_on_write:
+        return "data_root supports neither reflinks nor btrfs snapshots"
+    return "unsupported"
+
+
+def method_for(name: str):
+    from ansible_collections.baseful.branching.plugins.module_utils.copy.dump import DumpCopy
+    return {"dump": DumpCopy}[name]()

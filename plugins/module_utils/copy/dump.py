@@ -1,0 +1,100 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to baseful.branching
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Logical copy: pg_dump streamed into pg_restore, run with the target image's client tools.
+
+The pipeline runs in a short-lived worker container on the host network: no PostgreSQL client on
+the host, no temporary file, versions that match the target. Every stage of every pipe writes its
+exit status; a missing or non-zero status fails the copy, and stderr never enters the SQL stream.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Dict
+
+from ansible_collections.baseful.branching.plugins.module_utils.copy import CopyJob, CopyResult
+from ansible_collections.baseful.branching.plugins.module_utils.errors import CopyFailed
+from ansible_collections.baseful.branching.plugins.module_utils.runtime import SECRET_IN_CONTAINER, container_name
+
+# Roles are cluster-wide, so an 'all' or 'schema' copy of a managed branch brings them along
+# (with their password hashes); the superuser exists already in the target, so its CREATE ROLE
+# is the one line left out (pg_dumpall emits it unquoted or quoted depending on the name).
+GLOBALS = """
+{ pg_dumpall --dbname="$SRC" --globals-only --no-tablespaces; echo "globals_dump=$?" >>"$rc"; } \
+ | { grep -v -x -F -e "CREATE ROLE $SUPERUSER;" -e "CREATE ROLE \\"$SUPERUSER\\";"; s=$?; \
+     [ "$s" -le 1 ] && s=0; echo "globals_filter=$s" >>"$rc"; } \
+ | { psql --dbname="$DST_ADMIN" -X -q -v ON_ERROR_STOP=1 >/dev/null; echo "globals_restore=$?" >>"$rc"; }
+"""
+DATA = """
+{ pg_dump --dbname="$SRC" --format=custom $DUMP_ARGS; echo "dump=$?" >>"$rc"; } \
+ | { pg_restore --dbname="$RESTORE_DB" --exit-on-error $RESTORE_ARGS; echo "restore=$?" >>"$rc"; }
+"""
+PROLOGUE = f"""
+rc=$(mktemp)
+PGPASSWORD="$(cat {SECRET_IN_CONTAINER})"; export PGPASSWORD
+"""
+EPILOGUE = """
+cat "$rc"; rm -f "$rc"
+"""
+
+
+def dump_script(job: CopyJob) -> (str, Dict[str, str], list):
+    """The worker's script, its environment and the stages whose status it must report."""
+    target = job.target.conninfo
+    env = {
+        "SRC": job.source.url or job.source.conninfo,
+        "SUPERUSER": job.user,
+        "DST_ADMIN": f"{target} dbname=postgres",
+        "DUMP_ARGS": "--schema-only" if job.mode == "schema" else "",
+    }
+    parts, stages = [PROLOGUE], []
+    if job.mode == "empty":
+        return "", env, stages
+    if job.source.managed:
+        # Same database name on both sides: recreate it from the dump, which keeps its encoding,
+        # locale, owner, settings and privileges.
+        parts.append(GLOBALS)
+        stages += ["globals_dump", "globals_filter", "globals_restore"]
+        env.update(RESTORE_DB=env["DST_ADMIN"], RESTORE_ARGS="--create --clean --if-exists")
+    else:
+        # An external server's roles are not ours to copy: objects land owned by our user.
+        env.update(RESTORE_DB=f"{target} dbname={job.dbname}", RESTORE_ARGS="--no-owner --no-privileges")
+    parts.append(DATA)
+    stages += ["dump", "restore"]
+    parts.append(EPILOGUE)
+    return "".join(parts), env, stages
+
+
+def check_stages(output: str, stages: list) -> Dict[str, int]:
+    reported = {}
+    for line in output.splitlines():
+        name, _, status = line.partition("=")
+        if name in stages and status.strip().lstrip("-").isdigit():
+            reported[name] = int(status)
+    failed = [f"{s} exited {reported[s]}" if s in reported else f"{s} reported no status" for s in stages
+              if reported.get(s) != 0]
+    if failed:
+        raise CopyFailed("; ".join(failed))
+    return reported
+
+
+class DumpCopy:
+    name = "dump"
+    fills_data_dir = False  # restores into a running, freshly initialised server
+
+    def run(self, job: CopyJob, runtime) -> CopyResult:
+        started = time.monotonic()
+        script, env, stages = dump_script(job)
+        if stages:
+            code, stdout, stderr = runtime.run_worker(
+                job.image, container_name(job.database, job.branch) + "-copy", job.database, job.branch,
+                script, env, job.password_file)
+            try:
+                check_stages(stdout, stages)
+            except CopyFailed as error:
+                detail = stderr.strip().splitlines()[-3:]
+                raise CopyFailed(f"copy of branch {job.branch!r} failed: {error}: {' | '.join(detail)}") from error
+            if code != 0:
+                raise CopyFailed(f"copy of branch {job.branch!r} failed: worker exited {code}: {stderr.strip()[-300:]}")
+        return CopyResult(self.name, time.monotonic() - started)

@@ -1,0 +1,26 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to baseful.branching
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Errors the engine raises; modules turn them into one-sentence failures."""
+
+from __future__ import annotations
+
+
+class BranchingError(Exception):
+    """A failure the user can act on; its message is the whole report."""
+
+
+class InputError(BranchingError):
+    """A parameter value that is refused before anything is changed."""
+
+    def __init__(self, parameter: str, message: str):
+        self.parameter = parameter
+        super().__init__(f"{parameter}: {message}")
+
+
+class DockerUnavailable(BranchingError):
+    """The Docker daemon cannot be reached."""
+
+
+class CopyFailed(BranchingError):
+    """A copy did not complete; the half-made branch is removed by the caller."""

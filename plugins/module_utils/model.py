@@ -1,0 +1,200 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to baseful.branching
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pure values of the domain: names, leases, ports, branch records and their public view."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Optional
+from urllib.parse import quote
+
+from ansible_collections.baseful.branching.plugins.module_utils.errors import InputError
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
+ROLE_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+TTL_PATTERN = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+PRODUCTION = "production"
+COPY_MODES = ("all", "schema", "empty")
+COPY_METHODS = ("auto", "snapshot", "physical", "dump")
+BRANCH_STATES = ("present", "started", "stopped", "absent", "default")
+
+# Record statuses: 'creating' and 'deleting' mark work in progress; a record left in one of them
+# by a crash is cleaned up by the next apply. Live statuses come from Docker.
+CREATING, DELETING, RUNNING, STOPPED, MISSING = "creating", "deleting", "running", "stopped", "missing"
+
+
+def validate_name(parameter: str, value: Optional[str]) -> str:
+    if value is None or not NAME_PATTERN.match(value):
+        raise InputError(
+            parameter,
+            f"{value!r} is not a valid name; use 1 to 31 characters: a lower-case letter first, "
+            "then lower-case letters, digits, '_' or '-'",
+        )
+    return value
+
+
+def validate_role(parameter: str, value: str) -> str:
+    if not ROLE_PATTERN.match(value or ""):
+        raise InputError(
+            parameter,
+            f"{value!r} is not a valid PostgreSQL user name here; use a lower-case letter or '_' "
+            "first, then lower-case letters, digits or '_' (at most 63)",
+        )
+    return value
+
+
+def parse_ttl(value) -> Optional[int]:
+    """Seconds of a lease: an integer number of seconds or '30s', '15m', '2h', '1d'."""
+    if value is None or value == "":
+        return None
+    match = TTL_PATTERN.match(str(value))
+    seconds = int(match.group(1)) * TTL_UNITS[match.group(2)] if match else 0
+    if seconds <= 0:
+        raise InputError(
+            "ttl", f"{value!r} is not a duration; use a positive number of seconds or a number "
+            "followed by s, m, h or d (for example 300, 30s, 15m, 2h)",
+        )
+    return seconds
+
+
+@dataclass(frozen=True)
+class PortRange:
+    low: int
+    high: int
+
+    def __contains__(self, port: int) -> bool:
+        return self.low <= port <= self.high
+
+    def __iter__(self):
+        return iter(range(self.low, self.high + 1))
+
+    def __str__(self) -> str:
+        return f"{self.low}-{self.high}"
+
+
+def parse_port_range(value: str) -> PortRange:
+    match = re.match(r"^\s*(\d+)\s*-\s*(\d+)\s*$", str(value))
+    if match:
+        low, high = int(match.group(1)), int(match.group(2))
+        if 1024 <= low <= high <= 65535:
+            return PortRange(low, high)
+    raise InputError("port_range", f"{value!r} is not a port range; use LOW-HIGH with 1024 <= LOW <= HIGH <= 65535")
+
+
+def validate_port(port: Optional[int], ports: PortRange) -> Optional[int]:
+    if port is not None and port not in ports:
+        raise InputError("port", f"{port} is outside port_range {ports}")
+    return port
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def timestamp(moment: Optional[datetime]) -> Optional[str]:
+    return moment.isoformat() if moment else None
+
+
+def parse_timestamp(text: Optional[str]) -> Optional[datetime]:
+    return datetime.fromisoformat(text) if text else None
+
+
+def lease_end(ttl_seconds: Optional[int], applied_at: datetime) -> Optional[str]:
+    return timestamp(applied_at + timedelta(seconds=ttl_seconds)) if ttl_seconds else None
+
+
+def connection_host(bind_address: str) -> str:
+    """The address a client on this host dials for a port published on bind_address."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(bind_address, bind_address)
+
+
+def postgres_url(user: str, password: str, host: str, port: int, dbname: str) -> str:
+    hostpart = f"[{host}]" if ":" in host else host
+    return f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@{hostpart}:{port}/{quote(dbname, safe='')}"
+
+
+@dataclass
+class DatabaseRecord:
+    name: str
+    image: str
+    pg_major: int
+    user: str
+    password_file: str
+    created_at: str
+
+
+@dataclass
+class BranchRecord:
+    database: str
+    name: str
+    status: str
+    is_default: bool
+    protected: bool
+    host: str
+    port: int
+    container_name: str
+    data_dir: str
+    created_at: str
+    container_id: Optional[str] = None
+    parent: Optional[str] = None
+    copy_mode: Optional[str] = None
+    copy_method: Optional[str] = None
+    ttl_seconds: Optional[int] = None
+    expires_at: Optional[str] = None
+
+    def expired(self, moment: datetime) -> bool:
+        end = parse_timestamp(self.expires_at)
+        return end is not None and end <= moment
+
+
+@dataclass
+class BranchView:
+    """What every module returns for a branch (DESIGN.md, 'Public surface')."""
+
+    name: str
+    database: str
+    status: str
+    is_default: bool
+    protected: bool
+    host: str
+    port: int
+    url: str
+    container_name: str
+    container_id: Optional[str]
+    parent: Optional[str]
+    copy_mode: Optional[str]
+    copy_method: Optional[str]
+    created_at: str
+    expires_at: Optional[str]
+    data_dir: str
+    ttl: Optional[int] = None
+    size_bytes: Optional[int] = None
+    data_dir_exists: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        result = asdict(self)
+        result.update(result.pop("extra"))
+        return result
+
+
+def diff_view(record: Optional[BranchRecord], status: Optional[str] = None) -> dict:
+    """The before/after shown by --diff: stable, secret-free fields only."""
+    if record is None:
+        return {}
+    return {
+        "name": record.name,
+        "status": status or record.status,
+        "is_default": record.is_default,
+        "protected": record.protected,
+        "port": record.port,
+        "parent": record.parent,
+        "copy_mode": record.copy_mode,
+        "copy_method": record.copy_method,
+        "ttl": record.ttl_seconds,
+    }

@@ -1,0 +1,181 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to baseful.branching
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pure planning: the desired branch against what the metadata and Docker say -> actions.
+
+Nothing here touches Docker, SQLite or the file system, so unit tests cover every decision.
+Check mode is 'plan, do not apply'; diff mode shows the plan's before and after.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import List, Optional
+
+from ansible_collections.baseful.branching.plugins.module_utils.errors import InputError
+from ansible_collections.baseful.branching.plugins.module_utils.model import (
+    CREATING,
+    DELETING,
+    MISSING,
+    RUNNING,
+    STOPPED,
+    BranchRecord,
+    diff_view,
+)
+
+# Actions, in the order the executor runs them.
+CLEANUP = "cleanup"  # remove what a crashed create/reset/delete left behind
+CREATE = "create"  # new container + data directory + copy from source
+RESET = "reset"  # re-copy from source, keeping name and port
+RECREATE_CONTAINER = "recreate_container"  # container gone or port changed; data kept
+START = "start"
+STOP = "stop"
+SET_DEFAULT = "set_default"
+SET_PROTECTED = "set_protected"
+SET_TTL = "set_ttl"
+DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class BranchRequest:
+    database: str
+    name: str
+    state: str = "present"
+    source: Optional[str] = None
+    copy_mode: Optional[str] = None  # None: 'all' for a new branch, the recorded mode on reset
+    copy_method: Optional[str] = None  # None: 'auto' for a new branch, the recorded method on reset
+    ttl_seconds: Optional[int] = None
+    port: Optional[int] = None
+    protected: Optional[bool] = None
+    reset: bool = False
+
+
+@dataclass(frozen=True)
+class ActualBranch:
+    """A branch as found: its record (None if none) and its container's live status."""
+
+    record: Optional[BranchRecord]
+    container_status: Optional[str] = None  # running | stopped | missing
+    data_dir_exists: bool = True
+    stray_containers: int = 0  # labelled containers of this branch that the record does not name
+
+
+@dataclass
+class Plan:
+    actions: List[str] = field(default_factory=list)
+    before: dict = field(default_factory=dict)
+    after: dict = field(default_factory=dict)
+    source: Optional[str] = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.actions)
+
+
+def plan_branch(request: BranchRequest, actual: ActualBranch, default_branch: Optional[str],
+                branch_names: List[str]) -> Plan:
+    record = actual.record
+    in_progress = record is not None and record.status in (CREATING, DELETING)
+    if in_progress:
+        record = None  # a crashed create or delete is cleaned up; the branch is made anew if wanted
+    plan = Plan(before=diff_view(record, actual.container_status))
+
+    if request.state == "absent":
+        return _plan_absent(request, actual, record, default_branch, plan, in_progress)
+
+    if in_progress or (record is None and actual.stray_containers):
+        plan.actions.append(CLEANUP)
+    if record is None:
+        return _plan_create(request, default_branch, branch_names, plan)
+    return _plan_existing(request, actual, record, default_branch, branch_names, plan)
+
+
+def _plan_absent(request, actual, record, default_branch, plan, in_progress) -> Plan:
+    if record is not None:
+        if record.name == default_branch:
+            raise InputError("name", f"branch {record.name!r} is the default branch of database "
+                             f"{record.database!r} and cannot be deleted; make another branch the default first")
+        if record.protected:
+            raise InputError("name", f"branch {record.name!r} of database {record.database!r} is protected "
+                             "and cannot be deleted; set protected: false first")
+        plan.actions.append(DELETE)
+    elif in_progress or actual.stray_containers:
+        plan.actions.append(CLEANUP)
+    return plan
+
+
+def _source_for(request: BranchRequest, fallback: Optional[str], branch_names: List[str]) -> str:
+    source = request.source or fallback
+    if source is None or source not in branch_names:
+        raise InputError("source", f"branch {source!r} does not exist in database {request.database!r}; "
+                         f"existing branches: {', '.join(sorted(branch_names)) or 'none'}")
+    if source == request.name:
+        raise InputError("source", f"branch {request.name!r} cannot be copied from itself")
+    return source
+
+
+def _plan_create(request, default_branch, branch_names, plan) -> Plan:
+    if request.reset:
+        raise InputError("reset", f"branch {request.name!r} does not exist yet; there is nothing to reset")
+    plan.source = _source_for(request, default_branch, branch_names)
+    plan.actions.append(CREATE)
+    if request.state == "stopped":
+        plan.actions.append(STOP)
+    if request.state == "default":
+        plan.actions.append(SET_DEFAULT)
+    plan.after = {
+        "name": request.name,
+        "status": STOPPED if request.state == "stopped" else RUNNING,
+        "is_default": request.state == "default",
+        "protected": bool(request.protected),
+        "port": request.port,  # None: allocated from port_range
+        "parent": plan.source,
+        "copy_mode": request.copy_mode or "all",
+        "copy_method": request.copy_method or "auto",
+        "ttl": request.ttl_seconds,
+    }
+    return plan
+
+
+def _plan_existing(request, actual, record, default_branch, branch_names, plan) -> Plan:
+    after = replace(record)
+    status = actual.container_status
+    if request.reset:
+        if record.protected:
+            raise InputError("reset", f"branch {record.name!r} is protected and cannot be reset; "
+                             "set protected: false first")
+        plan.source = _source_for(request, record.parent or default_branch, branch_names)
+        plan.actions.append(RESET)
+        after.parent = plan.source
+        after.copy_mode = request.copy_mode or record.copy_mode or "all"
+        after.copy_method = request.copy_method or record.copy_method or "auto"
+        status = RUNNING
+    elif status == MISSING or (request.port is not None and request.port != record.port):
+        if not actual.data_dir_exists:
+            raise InputError("name", f"branch {record.name!r} has lost its data directory {record.data_dir}; "
+                             "it cannot be recovered: delete it (state: absent) or reset it (reset: true)")
+        plan.actions.append(RECREATE_CONTAINER)
+        status = STOPPED if request.state == "stopped" else RUNNING
+    if request.port is not None:
+        after.port = request.port
+
+    wants_running = request.state in ("started", "default")
+    if wants_running and status != RUNNING:
+        plan.actions.append(START)
+        status = RUNNING
+    elif request.state == "stopped" and status == RUNNING:
+        plan.actions.append(STOP)
+        status = STOPPED
+
+    if request.state == "default" and record.name != default_branch:
+        plan.actions.append(SET_DEFAULT)
+        after.is_default = True
+    if request.protected is not None and request.protected != record.protected:
+        plan.actions.append(SET_PROTECTED)
+        after.protected = request.protected
+    if request.ttl_seconds != record.ttl_seconds and request.ttl_seconds is not None:
+        plan.actions.append(SET_TTL)
+        after.ttl_seconds = request.ttl_seconds
+    plan.after = diff_view(after, status)
+    return plan
+

@@ -1,0 +1,236 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to baseful.branching
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Docker operations, through the Docker SDK for Python. Knows nothing of SQLite or planning."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from ansible_collections.baseful.branching.plugins.module_utils.errors import (
+    BranchingError,
+    DockerUnavailable,
+    InputError,
+)
+from ansible_collections.baseful.branching.plugins.module_utils.model import MISSING, RUNNING, STOPPED
+
+try:
+    import docker
+    from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+    from docker.tls import TLSConfig
+    from docker.types import Mount
+    HAS_DOCKER = True
+    DOCKER_IMPORT_ERROR = None
+except ImportError as import_error:  # the module reports missing_required_lib
+    HAS_DOCKER = False
+    DOCKER_IMPORT_ERROR = import_error
+
+MANAGED_BY = "managed-by"
+LABEL_DATABASE = "baseful.database"
+LABEL_BRANCH = "baseful.branch"
+LABEL_ROLE = "baseful.role"
+PGDATA = "/var/lib/postgresql/data"
+SECRET_IN_CONTAINER = "/run/secrets/baseful-password"
+READY_TIMEOUT_SECONDS = 120
+
+
+@dataclass
+class DockerConnection:
+    """The connection options, named and defaulted as in community.docker's modules."""
+
+    docker_host: str = "unix:///var/run/docker.sock"
+    api_version: str = "auto"
+    timeout: int = 60
+    tls: bool = False
+    validate_certs: bool = False
+    ca_path: Optional[str] = None
+    client_cert: Optional[str] = None
+    client_key: Optional[str] = None
+
+    def client(self):
+        tls_config = None
+        if self.tls or self.validate_certs:
+            cert = (self.client_cert, self.client_key) if self.client_cert and self.client_key else None
+            tls_config = TLSConfig(client_cert=cert, ca_cert=self.ca_path, verify=self.validate_certs)
+        base_url = self.docker_host.replace("tcp://", "https://") if tls_config else self.docker_host
+        try:
+            client = docker.DockerClient(base_url=base_url, version=self.api_version, timeout=self.timeout,
+                                         tls=tls_config or False)
+            client.ping()
+        except (DockerException, OSError) as error:
+            raise DockerUnavailable(f"docker_host: Docker is not reachable at {self.docker_host} ({error})") from error
+        return client
+
+
+@dataclass
+class ContainerSpec:
+    name: str
+    image: str
+    database: str
+    branch: str
+    bind_address: str
+    port: int
+    data_dir: str
+    password_file: str
+    user: str
+    dbname: str
+    network: str
+    environment: Dict[str, str] = field(default_factory=dict)
+
+
+def container_name(database: str, branch: str) -> str:
+    suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(6))
+    return f"baseful-{database}-{branch}-{suffix}"
+
+
+class DockerRuntime:
+    def __init__(self, connection: DockerConnection):
+        self.connection = connection
+        self.client = connection.client()
+
+    # images
+
+    def ensure_image(self, image: str) -> None:
+        try:
+            self.client.images.get(image)
+            return
+        except ImageNotFound:
+            pass
+        try:
+            self.client.images.pull(image)
+        except (APIError, DockerException) as error:
+            raise InputError("image", f"{image!r} is not present on the Docker host and cannot be pulled "
+                             f"({_explain(error)})") from error
+
+    def postgres_major(self, image: str) -> int:
+        """The PostgreSQL major version the image runs; refuses an image without PostgreSQL."""
+        self.ensure_image(image)
+        try:
+            output = self.client.containers.run(image, ["postgres", "--version"], entrypoint=[], remove=True,
+                                                stdout=True, stderr=True, network_mode="none")
+        except (APIError, DockerException) as error:
+            raise InputError("image", f"{image!r} has no PostgreSQL server: 'postgres --version' failed "
+                             f"({_explain(error)})") from error
+        match = re.search(rb"\(PostgreSQL\) (\d+)", output)
+        if not match:
+            raise InputError("image", f"{image!r} has no PostgreSQL server: 'postgres --version' said "
+                             f"{output[:80]!r}")
+        return int(match.group(1))
+
+    # networks
+
+    def ensure_network(self, name: str) -> None:
+        if not self.client.networks.list(names=[name]):
+            try:
+                self.client.networks.create(name, driver="bridge", labels={MANAGED_BY: "baseful"})
+            except APIError as error:
+                if error.status_code != 409:  # created meanwhile by a parallel run
+                    raise
+
+    # containers
+
+    def create_container(self, spec: ContainerSpec, start: bool = True) -> str:
+        labels = {MANAGED_BY: "baseful", LABEL_DATABASE: spec.database, LABEL_BRANCH: spec.branch,
+                  LABEL_ROLE: "branch"}
+        environment = dict(spec.environment, POSTGRES_USER=spec.user, POSTGRES_DB=spec.dbname,
+                           POSTGRES_PASSWORD_FILE=SECRET_IN_CONTAINER, PGDATA=PGDATA)
+        try:
+            container = self.client.containers.create(
+                spec.image, name=spec.name, labels=labels, environment=environment,
+                ports={"5432/tcp": (spec.bind_address, spec.port)},
+                mounts=[Mount(PGDATA, spec.data_dir, type="bind"),
+                        Mount(SECRET_IN_CONTAINER, spec.password_file, type="bind", read_only=True)],
+                network=spec.network, restart_policy={"Name": "unless-stopped"},
+                stop_signal="SIGINT", shm_size="256m", detach=True,
+            )
+            if start:
+                container.start()
+        except APIError as error:
+            raise BranchingError(f"could not start the container for branch {spec.branch!r} on port "
+                                 f"{spec.port}: {_explain(error)}") from error
+        return container.id
+
+    def status(self, name_or_id: Optional[str]) -> str:
+        container = self._find(name_or_id)
+        if container is None:
+            return MISSING
+        return RUNNING if container.status in ("running", "restarting") else STOPPED
+
+    def start(self, name_or_id: str, port: int) -> None:
+        try:
+            self.client.containers.get(name_or_id).start()
+        except APIError as error:
+            raise BranchingError(f"could not start container {name_or_id} on port {port}: "
+                                 f"{_explain(error)}") from error
+
+    def stop(self, name_or_id: str) -> None:
+        container = self._find(name_or_id)
+        if container is not None and container.status != "exited":
+            container.stop(timeout=30)
+
+    def remove(self, name_or_id: Optional[str]) -> None:
+        container = self._find(name_or_id)
+        if container is not None:
+            try:
+                container.remove(force=True, v=True)
+            except NotFound:
+                pass
+
+    def labelled(self, database: str, branch: Optional[str] = None) -> List:
+        filters = [f"{MANAGED_BY}=baseful", f"{LABEL_DATABASE}={database}"]
+        if branch:
+            filters.append(f"{LABEL_BRANCH}={branch}")
+        return self.client.containers.list(all=True, filters={"label": filters})
+
+    def wait_ready(self, name_or_id: str, user: str, dbname: str, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+        """Polls pg_isready over TCP inside the container: the entrypoint's initdb server is socket-only,
+        so TCP readiness means the real server is up."""
+        deadline = time.monotonic() + timeout
+        command = ["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432", "-U", user, "-d", dbname]
+        while True:
+            container = self._find(name_or_id)
+            if container is None or container.status in ("exited", "dead"):
+                logs = container.logs(tail=5).decode(errors="replace").strip() if container else ""
+                raise BranchingError(f"PostgreSQL in container {name_or_id} exited before it was ready: {logs}")
+            if container.status == "running" and container.exec_run(command).exit_code == 0:
+                return
+            if time.monotonic() > deadline:
+                raise BranchingError(f"PostgreSQL in container {name_or_id} was not ready after {timeout:.0f}s")
+            time.sleep(0.1)
+
+    def run_worker(self, image: str, name: str, database: str, branch: str, script: str,
+                   environment: Dict[str, str], password_file: str) -> Tuple[int, str, str]:
+        """Runs a shell script in a short-lived container of `image` on the host network, so that it
+        reaches published branch ports and external URLs exactly as the host does. Values come in
+        through the exec environment, which `docker inspect` does not show."""
+        labels = {MANAGED_BY: "baseful", LABEL_DATABASE: database, LABEL_BRANCH: branch, LABEL_ROLE: "worker"}
+        worker = self.client.containers.create(
+            image, entrypoint=["sleep", "infinity"], command=[], name=name, labels=labels,
+            network_mode="host", detach=True, user="postgres",
+            mounts=[Mount(SECRET_IN_CONTAINER, password_file, type="bind", read_only=True)],
+        )
+        try:
+            worker.start()
+            result = worker.exec_run(["sh", "-c", script], environment=environment, demux=True, user="postgres")
+            stdout, stderr = result.output
+            return result.exit_code, (stdout or b"").decode(errors="replace"), (stderr or b"").decode(errors="replace")
+        finally:
+            worker.remove(force=True)
+
+    def _find(self, name_or_id: Optional[str]):
+        if not name_or_id:
+            return None
+        try:
+            return self.client.containers.get(name_or_id)
+        except NotFound:
+            return None
+
+
+def _explain(error: Exception) -> str:
+    explanation = getattr(error, "explanation", None)
+    return str(explanation or error).strip()

@@ -1,0 +1,452 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to baseful.branching
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The lifecycle of databases and branches: observe, plan (plan.py), then execute here.
+
+Modules call this layer only. It owns the order of operations and the rule that a failure
+half-way removes what it made: a record is written ('creating') before anything else exists, so
+a crash leaves a record that names every piece to clean up.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional
+
+from ansible_collections.baseful.branching.plugins.module_utils import plan as P
+from ansible_collections.baseful.branching.plugins.module_utils.copy import (
+    CopyJob,
+    Endpoint,
+    choose_method,
+    method_for,
+)
+from ansible_collections.baseful.branching.plugins.module_utils.errors import InputError
+from ansible_collections.baseful.branching.plugins.module_utils.model import (
+    CREATING,
+    DELETING,
+    PRODUCTION,
+    RUNNING,
+    STOPPED,
+    BranchRecord,
+    BranchView,
+    DatabaseRecord,
+    PortRange,
+    connection_host,
+    lease_end,
+    now,
+    parse_port_range,
+    postgres_url,
+    timestamp,
+    validate_name,
+    validate_port,
+    validate_role,
+)
+from ansible_collections.baseful.branching.plugins.module_utils.runtime import (
+    ContainerSpec,
+    DockerConnection,
+    DockerRuntime,
+    container_name,
+)
+from ansible_collections.baseful.branching.plugins.module_utils.store import Store
+
+POSTGRES_UID = 999  # the official image's postgres user; it reads the password file at initdb
+
+
+@dataclass
+class Placement:
+    state_dir: str = "/var/lib/baseful"
+    data_root: Optional[str] = None
+    network: str = "baseful"
+    bind_address: str = "127.0.0.1"
+    port_range: PortRange = field(default_factory=lambda: parse_port_range("54320-54999"))
+
+    def __post_init__(self):
+        self.state_dir = os.path.abspath(self.state_dir)
+        self.data_root = os.path.abspath(self.data_root or os.path.join(self.state_dir, "data"))
+
+    def data_dir(self, database: str, branch: str) -> str:
+        return os.path.join(self.data_root, database, branch)
+
+
+@dataclass
+class Outcome:
+    """What a module reports: whether anything changed, the actions, and the diff."""
+
+    changed: bool = False
+    actions: List[str] = field(default_factory=list)
+    before: dict = field(default_factory=dict)
+    after: dict = field(default_factory=dict)
+    values: Dict[str, object] = field(default_factory=dict)
+
+
+class Service:
+    def __init__(self, placement: Placement, connection: DockerConnection, check_mode: bool = False,
+                 runtime: Optional[DockerRuntime] = None):
+        self.placement = placement
+        self.check_mode = check_mode
+        self.runtime = runtime or DockerRuntime(connection)
+        self.store = Store(placement.state_dir, read_only=check_mode)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # ---------------------------------------------------------------- databases
+
+    def apply_database(self, name: str, state: str, image: str, user: str, password: Optional[str],
+                       source_url: Optional[str]) -> Outcome:
+        validate_name("name", name)
+        validate_role("user", user)
+        with self.store.lock(name):
+            if state == "absent":
+                return self._remove_database(name)
+            return self._ensure_database(name, image, user, password, source_url)
+
+    def _ensure_database(self, name, image, user, password, source_url) -> Outcome:
+        record = self.store.database(name)
+        if record is not None:
+            for parameter, wanted, actual in (("image", image, record.image), ("user", user, record.user)):
+                if wanted != actual:
+                    raise InputError(parameter, f"database {name!r} exists with {parameter} {actual!r}; changing it "
+                                     f"to {wanted!r} is not supported: create a new database instead")
+            if password is not None and password != self._password(record):
+                raise InputError("password", f"database {name!r} exists with another password; changing the "
+                                 "password of an existing database is not supported")
+            outcome = self._apply_branch(record, P.BranchRequest(name, PRODUCTION, state="present"))
+            outcome.values["database"] = self._database_view(record)
+            return outcome
+        after = {"name": name, "image": image, "user": user, "branches": [PRODUCTION], "default_branch": PRODUCTION}
+        outcome = Outcome(True, ["create_database", "create_branch"], {}, after)
+        if self.check_mode:
+            outcome.values["database"] = after
+            return outcome
+        pg_major = self.runtime.postgres_major(image)
+        self.runtime.ensure_network(self.placement.network)
+        password_file = os.path.join(self.store.secret_dir, f"{name}.password")
+        record = DatabaseRecord(name, image, pg_major, user, password_file, timestamp(now()))
+        try:
+            _write_secret(password_file, password or secrets.token_urlsafe(24))
+            self.store.add_database(record)
+            source = Endpoint(url=source_url) if source_url else None
+            branch = self._create_branch(record, PRODUCTION, source, "all", "auto", port=None, ttl=None,
+                                         is_default=True, protected=True, outcome=outcome)
+        except BaseException:
+            self._purge_database(name, self.store.branches(name))
+            raise
+        outcome.values["database"] = self._database_view(record)
+        outcome.values["branch"] = self._view(record, branch).as_dict()
+        return outcome
+
+    def _remove_database(self, name: str) -> Outcome:
+        record = self.store.database(name)
+        branches = self.store.branches(name)
+        leftovers = self.runtime.labelled(name) or os.path.exists(os.path.join(self.placement.data_root, name))
+        if record is None and not leftovers:
+            return Outcome()
+        outcome = Outcome(True, ["delete_database"], {"name": name, "branches": [b.name for b in branches]}, {})
+        if not self.check_mode:
+            self._purge_database(name, branches)
+        return outcome
+
+    def _purge_database(self, name: str, branches: List[BranchRecord]) -> None:
+        for container in self.runtime.labelled(name):
+            self.runtime.remove(container.id)
+        for branch in branches:
+            _remove_tree(branch.data_dir)
+        _remove_tree(os.path.join(self.placement.data_root, name))
+        self.store.remove_database(name)
+        secret = os.path.join(self.store.secret_dir, f"{name}.password")
+        if os.path.exists(secret):
+            os.remove(secret)
+
+    # ---------------------------------------------------------------- branches
+
+    def apply_branch(self, request: P.BranchRequest) -> Outcome:
+        validate_name("database", request.database)
+        validate_name("name", request.name)
+        validate_port(request.port, self.placement.port_range)
+        if request.source is not None:
+            validate_name("source", request.source)
+        with self.store.lock(request.database, shared=True), self.store.lock(f"{request.database}/{request.name}"):
+            database = self._database(request.database)
+            return self._apply_branch(database, request)
+
+    def _apply_branch(self, database: DatabaseRecord, request: P.BranchRequest) -> Outcome:
+        record = self.store.branch(database.name, request.name)
+        actual = self._observe(database.name, request.name, record)
+        default = self.store.default_branch(database.name)
+        names = [b.name for b in self.store.branches(database.name) if b.status in (RUNNING, STOPPED)]
+        plan = P.plan_branch(request, actual, default, names)
+        outcome = Outcome(plan.changed, list(plan.actions), plan.before, plan.after)
+        if self.check_mode:
+            if record is not None and request.state != "absent" and P.CREATE not in plan.actions:
+                outcome.values["branch"] = self._view(database, record).as_dict()
+            return outcome
+        for action in plan.actions:
+            record = self._execute(action, database, request, record, plan, outcome)
+        if record is not None and request.state != "absent":
+            record = self._renew_lease(record)
+            outcome.values["branch"] = self._view(database, record).as_dict()
+        return outcome
+
+    def _execute(self, action: str, database: DatabaseRecord, request: P.BranchRequest,
+                 record: Optional[BranchRecord], plan: P.Plan, outcome: Outcome) -> Optional[BranchRecord]:
+        name = request.name
+        if action == P.CLEANUP:
+            self._discard(database.name, name, record)
+            return None
+        if action == P.CREATE:
+            source = self.store.branch(database.name, plan.source)
+            return self._create_branch(database, name, self._source_endpoint(database, source),
+                                       request.copy_mode or "all", request.copy_method or "auto",
+                                       port=request.port, ttl=request.ttl_seconds, is_default=False,
+                                       protected=bool(request.protected), outcome=outcome, parent=plan.source)
+        if action == P.RESET:
+            return self._reset(database, record, request, plan, outcome)
+        if action == P.RECREATE_CONTAINER:
+            port = request.port or record.port
+            if port != record.port:
+                self._check_port_free(port, exclude=record)
+            self.runtime.remove(record.container_id or record.container_name)
+            spec = self._spec(database, name, record.container_name, port, record.data_dir)
+            container_id = self.runtime.create_container(spec, start=request.state != "stopped")
+            self.store.update_branch(database.name, name, container_id=container_id, port=port,
+                                     status=STOPPED if request.state == "stopped" else RUNNING)
+            if request.state != "stopped":
+                self.runtime.wait_ready(container_id, database.user, database.name)
+        elif action == P.START:
+            self.runtime.start(record.container_id or record.container_name, record.port)
+            self.runtime.wait_ready(record.container_id or record.container_name, database.user, database.name)
+            self.store.update_branch(database.name, name, status=RUNNING)
+        elif action == P.STOP:
+            self.runtime.stop(record.container_id or record.container_name)
+            self.store.update_branch(database.name, name, status=STOPPED)
+        elif action == P.SET_DEFAULT:
+            self.store.set_default(database.name, name)
+        elif action == P.SET_PROTECTED:
+            self.store.update_branch(database.name, name, protected=int(request.protected))
+        elif action == P.SET_TTL:
+            self.store.update_branch(database.name, name, ttl_seconds=request.ttl_seconds)
+        elif action == P.DELETE:
+            self.store.update_branch(database.name, name, status=DELETING)
+            self._discard(database.name, name, record)
+            return None
+        return self.store.branch(database.name, name)
+
+    def _create_branch(self, database: DatabaseRecord, name: str, source: Optional[Endpoint], mode: str,
+                       method_name: str, port: Optional[int], ttl: Optional[int], is_default: bool,
+                       protected: bool, outcome: Outcome, parent: Optional[str] = None) -> BranchRecord:
+        method = None
+        if source is not None:
+            method = method_for(choose_method(method_name, mode, same_major=source.pg_major in (None, database.pg_major),
+                                              external_source=not source.managed, copy_on_write=False))
+        data_dir = self.placement.data_dir(database.name, name)
+        if os.path.exists(data_dir):
+            raise InputError("name", f"data directory {data_dir} exists but belongs to no branch of database "
+                             f"{database.name!r}; remove it or choose another data_root")
+        moment = now()
+        record = BranchRecord(
+            database=database.name, name=name, status=CREATING, is_default=is_default, protected=protected,
+            host=connection_host(self.placement.bind_address), port=0,
+            container_name=container_name(database.name, name), data_dir=data_dir, created_at=timestamp(moment),
+            parent=parent or ("external" if source is not None and not source.managed else None),
+            copy_mode=mode if source is not None else None, copy_method=method.name if method else None,
+            ttl_seconds=ttl, expires_at=lease_end(ttl, moment),
+        )
+        self._check_port_free(port, exclude=None) if port else None
+        record = self.store.reserve_branch(record, [port] if port else self._free_ports())
+        try:
+            self._fill(database, record, source, mode, method, outcome)
+        except BaseException:
+            self._discard(database.name, name, record)
+            raise
+        return self.store.branch(database.name, name)
+
+    def _fill(self, database, record, source, mode, method, outcome) -> None:
+        """Data directory, container, copy; then the record says 'running'."""
+        os.makedirs(record.data_dir, mode=0o700)
+        spec = self._spec(database, record.name, record.container_name, record.port, record.data_dir)
+        container_id = self.runtime.create_container(spec)
+        self.store.update_branch(database.name, record.name, container_id=container_id)
+        self.runtime.wait_ready(container_id, database.user, database.name)
+        if method is not None:
+            job = CopyJob(database.name, record.name, mode, database.image, database.pg_major, database.user,
+                          database.name, database.password_file, source,
+                          Endpoint(conninfo=self._conninfo(database, record.port, dbname=None),
+                                   container=container_id, data_dir=record.data_dir, pg_major=database.pg_major))
+            outcome.values["copy"] = method.run(job, self.runtime).as_dict()
+        self.store.update_branch(database.name, record.name, status=RUNNING)
+
+    def _reset(self, database, record, request, plan, outcome) -> BranchRecord:
+        source = self.store.branch(database.name, plan.source)
+        endpoint = self._source_endpoint(database, source)
+        mode = request.copy_mode or record.copy_mode or "all"
+        method = method_for(choose_method(request.copy_method or record.copy_method or "auto", mode,
+                                          same_major=True, external_source=False, copy_on_write=False))
+        self.store.update_branch(database.name, record.name, status=CREATING, parent=plan.source,
+                                 copy_mode=mode, copy_method=method.name)
+        self.runtime.remove(record.container_id or record.container_name)
+        _remove_tree(record.data_dir)
+        try:
+            self._fill(database, record, endpoint, mode, method, outcome)
+        except BaseException:
+            self._discard(database.name, record.name, record)
+            raise
+        return self.store.branch(database.name, record.name)
+
+    def _discard(self, database: str, name: str, record: Optional[BranchRecord]) -> None:
+        """Removes every piece of a branch: containers (its own and any labelled stray), data, record."""
+        for container in self.runtime.labelled(database, name):
+            self.runtime.remove(container.id)
+        if record is not None:
+            self.runtime.remove(record.container_id or record.container_name)
+            _remove_tree(record.data_dir)
+            self.store.remove_branch(database, name)
+
+    # ---------------------------------------------------------------- reading
+
+    def info(self, database: Optional[str] = None, name: Optional[str] = None) -> Outcome:
+        if database is not None:
+            validate_name("database", database)
+            self._database(database)
+        if name is not None:
+            validate_name("name", name)
+        databases = {d.name: d for d in self.store.databases()}
+        return Outcome(values={"branches": [self._view(databases[b.database], b).as_dict()
+                                            for b in self.store.branches(database) if name is None or b.name == name]})
+
+    def expire(self, database: Optional[str] = None) -> Outcome:
+        if database is not None:
+            validate_name("database", database)
+            self._database(database)
+        moment = now()
+        due = [b for b in self.store.branches(database) if b.expired(moment)]
+        outcome = Outcome(values={"expired": [], "kept": []})
+        for branch in due:
+            if branch.is_default or branch.protected:
+                outcome.values["kept"].append({"database": branch.database, "name": branch.name,
+                                               "reason": "default" if branch.is_default else "protected"})
+                continue
+            result = self.apply_branch(P.BranchRequest(branch.database, branch.name, state="absent"))
+            if result.changed:
+                outcome.changed = True
+                outcome.actions.append(P.DELETE)
+                outcome.values["expired"].append({"database": branch.database, "name": branch.name,
+                                                  "expires_at": branch.expires_at})
+        return outcome
+
+    # ---------------------------------------------------------------- helpers
+
+    def _database(self, name: str) -> DatabaseRecord:
+        record = self.store.database(name)
+        if record is None:
+            raise InputError("database", f"database {name!r} does not exist; create it with baseful.branching.database")
+        return record
+
+    def _observe(self, database: str, name: str, record: Optional[BranchRecord]) -> P.ActualBranch:
+        known = {record.container_id, record.container_name} if record else set()
+        strays = [c for c in self.runtime.labelled(database, name) if c.id not in known and c.name not in known]
+        if record is None:
+            return P.ActualBranch(None, stray_containers=len(strays))
+        status = self.runtime.status(record.container_id or record.container_name)
+        return P.ActualBranch(record, status, os.path.isdir(record.data_dir), len(strays))
+
+    def _source_endpoint(self, database: DatabaseRecord, source: BranchRecord) -> Endpoint:
+        status = self.runtime.status(source.container_id or source.container_name)
+        if status != RUNNING:
+            raise InputError("source", f"branch {source.name!r} of database {database.name!r} is {status}; "
+                             "a copy reads from a running server: start it first (state: started)")
+        return Endpoint(conninfo=self._conninfo(database, source.port, database.name),
+                        container=source.container_id, data_dir=source.data_dir, pg_major=database.pg_major)
+
+    def _conninfo(self, database: DatabaseRecord, port: int, dbname: Optional[str]) -> str:
+        conninfo = f"host={connection_host(self.placement.bind_address)} port={port} user={database.user}"
+        return f"{conninfo} dbname={dbname}" if dbname else conninfo
+
+    def _spec(self, database: DatabaseRecord, branch: str, name: str, port: int, data_dir: str) -> ContainerSpec:
+        return ContainerSpec(name=name, image=database.image, database=database.name, branch=branch,
+                             bind_address=self.placement.bind_address, port=port, data_dir=data_dir,
+                             password_file=database.password_file, user=database.user, dbname=database.name,
+                             network=self.placement.network)
+
+    def _free_ports(self) -> Iterable[int]:
+        used = set(self.store.used_ports())
+        return (p for p in self.placement.port_range if p not in used and _port_free(self.placement.bind_address, p))
+
+    def _check_port_free(self, port: int, exclude: Optional[BranchRecord]) -> None:
+        holders = [b for b in self.store.branches() if b.port == port and b is not exclude
+                   and (exclude is None or (b.database, b.name) != (exclude.database, exclude.name))]
+        if holders:
+            raise InputError("port", f"{port} is already used by branch {holders[0].name!r} of database "
+                             f"{holders[0].database!r}")
+        if not _port_free(self.placement.bind_address, port):
+            raise InputError("port", f"{port} is already taken on {self.placement.bind_address} by another process")
+
+    def _renew_lease(self, record: BranchRecord) -> BranchRecord:
+        """Applying a branch with a lease renews it; bookkeeping, so it does not count as a change."""
+        if record.ttl_seconds:
+            self.store.update_branch(record.database, record.name, expires_at=lease_end(record.ttl_seconds, now()))
+            return self.store.branch(record.database, record.name)
+        return record
+
+    def _password(self, database: DatabaseRecord) -> str:
+        with open(database.password_file, encoding="utf-8") as handle:
+            return handle.read()
+
+    def _database_view(self, record: DatabaseRecord) -> dict:
+        return {"name": record.name, "image": record.image, "pg_major": record.pg_major, "user": record.user,
+                "created_at": record.created_at, "default_branch": self.store.default_branch(record.name),
+                "branches": [b.name for b in self.store.branches(record.name)]}
+
+    def _view(self, database: DatabaseRecord, record: BranchRecord) -> BranchView:
+        status = record.status
+        if status in (RUNNING, STOPPED):
+            status = self.runtime.status(record.container_id or record.container_name)
+        exists = os.path.isdir(record.data_dir)
+        return BranchView(
+            name=record.name, database=record.database, status=status, is_default=record.is_default,
+            protected=record.protected, host=record.host, port=record.port,
+            url=postgres_url(database.user, self._password(database), record.host, record.port, database.name),
+            container_name=record.container_name, container_id=record.container_id, parent=record.parent,
+            copy_mode=record.copy_mode, copy_method=record.copy_method, created_at=record.created_at,
+            expires_at=record.expires_at, data_dir=record.data_dir, ttl=record.ttl_seconds,
+            size_bytes=_disk_usage(record.data_dir) if exists else None, data_dir_exists=exists,
+        )
+
+
+def _write_secret(path: str, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(value)
+    os.chmod(path, 0o600)
+    os.chown(path, POSTGRES_UID, POSTGRES_UID)
+
+
+def _remove_tree(path: str) -> None:
+    if os.path.lexists(path):
+        shutil.rmtree(path)
+
+
+def _port_free(address: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def _disk_usage(path: str) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for entry in files:
+            try:
+                total += os.lstat(os.path.join(root, entry)).st_blocks * 512
+            except FileNotFoundError:
+                pass
+    return total

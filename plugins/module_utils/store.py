@@ -1,0 +1,226 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to baseful.branching
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The metadata file <state_dir>/state.db and the locks beside it. Knows nothing of Docker.
+
+Ports and the default flag are guarded by the schema itself (UNIQUE(port) and a partial unique
+index on the default), so two processes can never both win; locks only keep one process at a
+time working on one branch, and keep a database from being removed under a branch operation.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, fields
+from typing import Iterable, Iterator, List, Optional
+
+from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError
+from ansible_collections.baseful.branching.plugins.module_utils.model import BranchRecord, DatabaseRecord
+
+# Each entry migrates from version i to i + 1; the file records its version in PRAGMA user_version.
+MIGRATIONS = (
+    """
+    CREATE TABLE databases (
+        name TEXT PRIMARY KEY,
+        image TEXT NOT NULL,
+        pg_major INTEGER NOT NULL,
+        user TEXT NOT NULL,
+        password_file TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE branches (
+        database TEXT NOT NULL REFERENCES databases(name) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('creating', 'deleting', 'running', 'stopped')),
+        is_default INTEGER NOT NULL DEFAULT 0 CHECK (is_default IN (0, 1)),
+        protected INTEGER NOT NULL DEFAULT 0 CHECK (protected IN (0, 1)),
+        host TEXT NOT NULL,
+        port INTEGER NOT NULL UNIQUE,
+        container_name TEXT NOT NULL UNIQUE,
+        container_id TEXT,
+        parent TEXT,
+        copy_mode TEXT,
+        copy_method TEXT,
+        ttl_seconds INTEGER,
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        data_dir TEXT NOT NULL,
+        PRIMARY KEY (database, name)
+    );
+    CREATE UNIQUE INDEX one_default_per_database ON branches (database) WHERE is_default = 1;
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+BUSY_TIMEOUT_SECONDS = 60
+_BRANCH_COLUMNS = [f.name for f in fields(BranchRecord)]
+
+
+def migrate(connection: sqlite3.Connection) -> int:
+    """Bring the schema to SCHEMA_VERSION in place; returns the version found."""
+    found = connection.execute("PRAGMA user_version").fetchone()[0]
+    if found > SCHEMA_VERSION:
+        raise BranchingError(f"state_dir: the metadata file has schema version {found}, newer than this "
+                             f"collection understands ({SCHEMA_VERSION}); upgrade baseful.branching")
+    for version in range(found, SCHEMA_VERSION):
+        with connection:
+            connection.execute("BEGIN IMMEDIATE")
+            if connection.execute("PRAGMA user_version").fetchone()[0] != version:
+                continue  # another process migrated meanwhile
+            for statement in MIGRATIONS[version].split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {version + 1}")
+    return found
+
+
+class Store:
+    """read_only (check mode, info): nothing is created; a state_dir that does not exist yet reads
+    as an empty store, and locks are not taken."""
+
+    def __init__(self, state_dir: str, read_only: bool = False):
+        self.state_dir = state_dir
+        self.read_only = read_only
+        self.path = os.path.join(state_dir, "state.db")
+        self.lock_dir = os.path.join(state_dir, "locks")
+        self.secret_dir = os.path.join(state_dir, "secrets")
+        if read_only:
+            exists = os.path.exists(self.path)
+            uri = f"file:{self.path}?mode=ro" if exists else "file::memory:"
+            self.db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            if not exists:
+                migrate(self.db)
+            return
+        for directory in (state_dir, self.lock_dir, self.secret_dir):
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            os.chmod(directory, 0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        os.chmod(self.path, 0o600)
+        self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA foreign_keys = ON")
+        self.db.execute("PRAGMA journal_mode = WAL")
+        migrate(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes SQLite's write lock at once, so reads inside it are current."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # databases
+
+    def database(self, name: str) -> Optional[DatabaseRecord]:
+        row = self.db.execute("SELECT * FROM databases WHERE name = ?", (name,)).fetchone()
+        return DatabaseRecord(**dict(row)) if row else None
+
+    def databases(self) -> List[DatabaseRecord]:
+        return [DatabaseRecord(**dict(r)) for r in self.db.execute("SELECT * FROM databases ORDER BY name")]
+
+    def add_database(self, record: DatabaseRecord) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO databases (name, image, pg_major, user, password_file, created_at) "
+                       "VALUES (:name, :image, :pg_major, :user, :password_file, :created_at)", asdict(record))
+
+    def remove_database(self, name: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM branches WHERE database = ?", (name,))
+            db.execute("DELETE FROM databases WHERE name = ?", (name,))
+
+    # branches
+
+    def branch(self, database: str, name: str) -> Optional[BranchRecord]:
+        row = self.db.execute("SELECT * FROM branches WHERE database = ? AND name = ?", (database, name)).fetchone()
+        return _branch(row) if row else None
+
+    def branches(self, database: Optional[str] = None) -> List[BranchRecord]:
+        """Branches of one database or of all, default first, then by name."""
+        where, args = ("WHERE database = ?", (database,)) if database else ("", ())
+        rows = self.db.execute(f"SELECT * FROM branches {where} ORDER BY database, is_default DESC, name", args)
+        return [_branch(r) for r in rows]
+
+    def default_branch(self, database: str) -> Optional[str]:
+        row = self.db.execute("SELECT name FROM branches WHERE database = ? AND is_default = 1", (database,)).fetchone()
+        return row["name"] if row else None
+
+    def used_ports(self) -> List[int]:
+        return [r[0] for r in self.db.execute("SELECT port FROM branches")]
+
+    def reserve_branch(self, record: BranchRecord, candidate_ports: Iterable[int]) -> BranchRecord:
+        """Insert a 'creating' record holding the first candidate port no other record holds."""
+        for port in candidate_ports:
+            record.port = port
+            try:
+                with self.transaction() as db:
+                    db.execute(f"INSERT INTO branches ({', '.join(_BRANCH_COLUMNS)}) "
+                               f"VALUES ({', '.join(':' + c for c in _BRANCH_COLUMNS)})", asdict(record))
+                return record
+            except sqlite3.IntegrityError as error:
+                if "branches.port" not in str(error):
+                    raise
+        raise BranchingError("port_range: no free port is left in the range; widen port_range or delete branches")
+
+    def update_branch(self, database: str, name: str, **values) -> None:
+        assignments = ", ".join(f"{column} = :{column}" for column in values)
+        with self.transaction() as db:
+            db.execute(f"UPDATE branches SET {assignments} WHERE database = :_db AND name = :_name",
+                       dict(values, _db=database, _name=name))
+
+    def set_default(self, database: str, name: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE branches SET is_default = 0 WHERE database = ? AND is_default = 1", (database,))
+            db.execute("UPDATE branches SET is_default = 1 WHERE database = ? AND name = ?", (database, name))
+
+    def remove_branch(self, database: str, name: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM branches WHERE database = ? AND name = ?", (database, name))
+
+    def integrity(self) -> str:
+        return self.db.execute("PRAGMA integrity_check").fetchone()[0]
+
+    # locks
+
+    @contextmanager
+    def lock(self, key: str, shared: bool = False, timeout: float = 600.0) -> Iterator[None]:
+        """An flock on <state_dir>/locks/<key>.lock; the kernel drops it if the process dies."""
+        if self.read_only:
+            yield
+            return
+        path = os.path.join(self.lock_dir, key.replace("/", "@") + ".lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, mode)
+                    break
+                except OSError as error:
+                    if error.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
+                        raise BranchingError(f"timed out after {timeout:.0f}s waiting for the lock on {key}; "
+                                             "another run is working on it") from error
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)
+
+
+def _branch(row: sqlite3.Row) -> BranchRecord:
+    values = dict(row)
+    values["is_default"] = bool(values["is_default"])
+    values["protected"] = bool(values["protected"])
+    return BranchRecord(**values)

@@ -1,0 +1,267 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to baseful.branching
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: branch
+short_description: Create, start, stop, switch, reset or delete a branch of a PostgreSQL database
+version_added: 0.1.0
+description:
+  - A branch is an isolated, writable copy of a database in its own Docker container on its own host port,
+    with its data directory under O(data_root).
+  - A new branch is copied from O(source) (the default branch unless named) and started.
+    Applying an existing branch again reconnects to it without copying and reports no change.
+author:
+  - baseful.branching contributors
+extends_documentation_fragment:
+  - baseful.branching.placement
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+options:
+  database:
+    description: Name of the database the branch belongs to; it must exist (M(baseful.branching.database)).
+    type: str
+    required: true
+  name:
+    description:
+      - Name of the branch; 1 to 31 characters, a lower-case letter first, then lower-case letters, digits, C(_) or C(-).
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) the branch exists (created and started if new; an existing one is left running or stopped).
+      - V(started) it exists and runs; a branch whose container was removed is recreated from its data directory.
+      - V(stopped) it exists and its container is stopped; the port stays reserved.
+      - V(absent) container, data directory and record are deleted. Refused for the default and for protected branches.
+      - V(default) it exists, runs, and is the default branch of the database (exactly one is); the previous
+        default stays as it is.
+    type: str
+    choices: [present, started, stopped, absent, default]
+    default: present
+  source:
+    description:
+      - Branch of the same database to copy from, on creation and on O(reset). It must be running.
+      - Defaults to the default branch on creation, and to the recorded parent on reset.
+    type: str
+  copy:
+    description:
+      - What is copied. V(all) schema and data, V(schema) structure only, V(empty) a blank database
+        with the same name, owner and encoding.
+      - Defaults to V(all) on creation and to the recorded mode on reset.
+    type: str
+    choices: [all, schema, empty]
+  copy_method:
+    description:
+      - How it is copied. V(dump) streams pg_dump into pg_restore. V(snapshot) and V(physical) are
+        refused by this version. V(auto) picks the fastest method that is correct for the request.
+    type: str
+    choices: [auto, snapshot, physical, dump]
+  ttl:
+    description:
+      - A lease, as seconds or a number with C(s), C(m), C(h) or C(d) (V(300), V(15m), V(2h)).
+        The branch expires that long after it was last applied and is removed by M(baseful.branching.branch_expire).
+      - Re-applying the branch renews the lease; the renewal alone does not count as a change.
+    type: str
+  port:
+    description:
+      - Host port of the branch, inside O(port_range) and free. Allocated from the range if omitted.
+      - Changing it on an existing branch recreates its container on the new port; the data is kept.
+    type: int
+  protected:
+    description: A protected branch cannot be deleted or reset. C(production) is created protected.
+    type: bool
+  reset:
+    description:
+      - Re-copy the branch from its source, keeping its name and port. Refused for protected branches.
+      - Every run with V(true) resets again, so use it in a task you run on purpose.
+    type: bool
+    default: false
+seealso:
+  - module: baseful.branching.database
+  - module: baseful.branching.branch_info
+  - module: baseful.branching.branch_expire
+"""
+
+EXAMPLES = r"""
+- name: A branch to debug against, reused when it exists, gone 15 minutes after the last run
+  baseful.branching.branch:
+    database: inventory
+    name: my-debug-session
+    ttl: 15m
+  register: debug_branch
+
+- name: Point the application at it
+  ansible.builtin.debug:
+    msg: "DATABASE_URL={{ debug_branch.branch.url }}"
+
+- name: Structure only, for a migration test
+  baseful.branching.branch:
+    database: inventory
+    name: migration-check
+    copy: schema
+
+- name: Stop a branch; its port stays reserved
+  baseful.branching.branch:
+    database: inventory
+    name: my-debug-session
+    state: stopped
+
+- name: Make staging the default branch
+  baseful.branching.branch:
+    database: inventory
+    name: staging
+    state: default
+
+- name: Throw away what was done on the branch and copy it again
+  baseful.branching.branch:
+    database: inventory
+    name: my-debug-session
+    reset: true
+
+- name: Delete it
+  baseful.branching.branch:
+    database: inventory
+    name: my-debug-session
+    state: absent
+"""
+
+RETURN = r"""
+actions:
+  description:
+    - What was done, or in check mode would be done, in order. Among V(cleanup), V(create), V(reset),
+      V(recreate_container), V(start), V(stop), V(set_default), V(set_protected), V(set_ttl), V(delete).
+  returned: always
+  type: list
+  elements: str
+  sample: [create]
+branch:
+  description: The branch after the run.
+  returned: when the branch exists after the run (in check mode, when it exists already)
+  type: dict
+  contains:
+    name:
+      description: Branch name.
+      type: str
+    database:
+      description: Database name.
+      type: str
+    status:
+      description: What Docker reports now, V(running), V(stopped) or V(missing) (container gone), or V(creating) / V(deleting) while work is in progress.
+      type: str
+    is_default:
+      description: Whether it is the default branch.
+      type: bool
+    protected:
+      description: Whether it is protected from deletion and reset.
+      type: bool
+    host:
+      description: Host address clients dial.
+      type: str
+    port:
+      description: Host port.
+      type: int
+    url:
+      description: Connection URL C(postgresql://user:password@host:port/database). It holds the password.
+      type: str
+    container_name:
+      description: Name of the Docker container.
+      type: str
+    container_id:
+      description: Id of the Docker container.
+      type: str
+    parent:
+      description: Branch it was copied from (V(external) when seeded from a URL), or null.
+      type: str
+    copy_mode:
+      description: V(all), V(schema) or V(empty); null for a branch made empty by initdb.
+      type: str
+    copy_method:
+      description: Method that filled it.
+      type: str
+    created_at:
+      description: Creation time, ISO 8601 UTC.
+      type: str
+    expires_at:
+      description: End of the lease, ISO 8601 UTC, or null.
+      type: str
+    ttl:
+      description: Lease length in seconds, or null.
+      type: int
+    data_dir:
+      description: Data directory on the Docker host.
+      type: str
+    data_dir_exists:
+      description: Whether the data directory is there.
+      type: bool
+    size_bytes:
+      description: Disk used by the data directory.
+      type: int
+  sample:
+    name: my-debug-session
+    database: inventory
+    status: running
+    is_default: false
+    protected: false
+    host: 127.0.0.1
+    port: 54321
+    url: postgresql://postgres:********@127.0.0.1:54321/inventory
+    container_name: baseful-inventory-my-debug-session-x1y2z3
+    container_id: 4c1f0e...
+    parent: production
+    copy_mode: all
+    copy_method: dump
+    created_at: "2026-11-23T12:00:00+00:00"
+    expires_at: "2026-11-23T12:15:00+00:00"
+    ttl: 900
+    data_dir: /var/lib/baseful/data/inventory/my-debug-session
+    data_dir_exists: true
+    size_bytes: 40321024
+copy:
+  description: How the branch was filled, when a copy ran.
+  returned: when a copy ran
+  type: dict
+  sample: {method: dump, seconds: 0.81, bytes: null}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.baseful.branching.plugins.module_utils.common import run, shared_argument_spec
+from ansible_collections.baseful.branching.plugins.module_utils.model import BRANCH_STATES, COPY_METHODS, COPY_MODES, parse_ttl
+from ansible_collections.baseful.branching.plugins.module_utils.plan import BranchRequest
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=shared_argument_spec(
+            database=dict(type="str", required=True),
+            name=dict(type="str", required=True),
+            state=dict(type="str", choices=list(BRANCH_STATES), default="present"),
+            source=dict(type="str"),
+            copy=dict(type="str", choices=list(COPY_MODES)),
+            copy_method=dict(type="str", choices=list(COPY_METHODS)),
+            ttl=dict(type="str"),
+            port=dict(type="int"),
+            protected=dict(type="bool"),
+            reset=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+
+    def apply(service):
+        return service.apply_branch(BranchRequest(
+            database=p["database"], name=p["name"], state=p["state"], source=p["source"], copy_mode=p["copy"],
+            copy_method=p["copy_method"], ttl_seconds=parse_ttl(p["ttl"]), port=p["port"],
+            protected=p["protected"], reset=p["reset"]))
+
+    run(module, apply)
+
+
+if __name__ == "__main__":
+    main()

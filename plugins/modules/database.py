@@ -1,0 +1,153 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to baseful.branching
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: database
+short_description: Create or remove a branchable PostgreSQL database on a Docker host
+version_added: 0.1.0
+description:
+  - A database is a named PostgreSQL project with an image (its major version), credentials and branches.
+  - V(present) creates the Docker network, a generated password kept C(0600) under O(state_dir), and the
+    C(production) branch, running, default and protected. With O(source_url), production is seeded from
+    any reachable PostgreSQL server by dump and restore.
+  - V(absent) removes every branch container, data directory, password file and record of the database.
+author:
+  - baseful.branching contributors
+extends_documentation_fragment:
+  - baseful.branching.placement
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+options:
+  name:
+    description:
+      - Name of the database, also the name of the PostgreSQL database inside every branch.
+      - 1 to 31 characters, a lower-case letter first, then lower-case letters, digits, C(_) or C(-).
+    type: str
+    required: true
+  state:
+    description:
+      - Whether the database should exist.
+    type: str
+    choices: [present, absent]
+    default: present
+  image:
+    description:
+      - Container image of the PostgreSQL server; it fixes the major version of every branch.
+      - It must contain PostgreSQL and follow the official image's contract (PGDATA, POSTGRES_USER,
+        POSTGRES_PASSWORD_FILE, POSTGRES_DB).
+    type: str
+    default: postgres:17
+  user:
+    description:
+      - Superuser created in the database and used in the connection URLs.
+    type: str
+    default: postgres
+  password:
+    description:
+      - Password of O(user). Generated (32 URL-safe characters) and kept if omitted.
+      - Changing the password of an existing database is refused.
+    type: str
+  source_url:
+    description:
+      - A C(postgresql://) URL of any PostgreSQL server reachable from the Docker host, as the host sees it.
+        The production branch is seeded from it with pg_dump and pg_restore, run with this database's image.
+      - Objects land owned by O(user); roles of the external server are not copied.
+      - Used only when the database is created.
+    type: str
+seealso:
+  - module: baseful.branching.branch
+  - module: baseful.branching.branch_info
+"""
+
+EXAMPLES = r"""
+- name: A database with an empty production branch
+  baseful.branching.database:
+    name: inventory
+    image: postgres:17
+
+- name: A database seeded from a shared server
+  baseful.branching.database:
+    name: inventory
+    source_url: "postgresql://reader:{{ vault_reader_password }}@db.internal:5432/inventory"
+
+- name: Remove the database, all its branches and their data
+  baseful.branching.database:
+    name: inventory
+    state: absent
+"""
+
+RETURN = r"""
+actions:
+  description: What was done (or, in check mode, would be done), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: [create_database, create_branch]
+database:
+  description: The database after the run.
+  returned: when O(state=present)
+  type: dict
+  contains:
+    name:
+      description: Name of the database.
+      type: str
+    image:
+      description: Image of its branches.
+      type: str
+    pg_major:
+      description: PostgreSQL major version of the image.
+      type: int
+    user:
+      description: Superuser name.
+      type: str
+    default_branch:
+      description: Name of the default branch.
+      type: str
+    branches:
+      description: Names of its branches.
+      type: list
+      elements: str
+  sample: {name: inventory, image: "postgres:17", pg_major: 17, user: postgres, default_branch: production,
+           branches: [production]}
+branch:
+  description: The production branch, when it was created or repaired; the fields are those of M(baseful.branching.branch).
+  returned: when the production branch was created or repaired
+  type: dict
+copy:
+  description: How production was seeded from O(source_url).
+  returned: when a copy ran
+  type: dict
+  sample: {method: dump, seconds: 1.42, bytes: null}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.baseful.branching.plugins.module_utils.common import run, shared_argument_spec
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=shared_argument_spec(
+            name=dict(type="str", required=True),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            image=dict(type="str", default="postgres:17"),
+            user=dict(type="str", default="postgres"),
+            password=dict(type="str", no_log=True),
+            source_url=dict(type="str", no_log=True),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    run(module, lambda service: service.apply_database(p["name"], p["state"], p["image"], p["user"], p["password"],
+                                                       p["source_url"]))
+
+
+if __name__ == "__main__":
+    main()
