@@ -29,7 +29,8 @@ CREATING, DELETING, RUNNING, STOPPED, MISSING = "creating", "deleting", "running
 
 
 def validate_name(parameter: str, value: Optional[str]) -> str:
-    if value is None or not NAME_PATTERN.match(value):
+    # fullmatch: '$' alone also matches before a trailing newline, which would let 'abc\n' through
+    if value is None or not NAME_PATTERN.fullmatch(value):
         raise InputError(
             parameter,
             f"{value!r} is not a valid name; use 1 to 31 characters: a lower-case letter first, "
@@ -39,7 +40,7 @@ def validate_name(parameter: str, value: Optional[str]) -> str:
 
 
 def validate_role(parameter: str, value: str) -> str:
-    if not ROLE_PATTERN.match(value or ""):
+    if not ROLE_PATTERN.fullmatch(value or ""):
         raise InputError(
             parameter,
             f"{value!r} is not a valid PostgreSQL user name here; use a lower-case letter or '_' "

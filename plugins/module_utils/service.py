@@ -89,10 +89,18 @@ class Service:
         self.placement = placement
         self.check_mode = check_mode
         self.runtime = runtime or DockerRuntime(connection)
-        self.store = Store(placement.state_dir, read_only=check_mode)
+        self._store: Optional[Store] = None
+
+    @property
+    def store(self) -> Store:
+        """Opened on first use, after the input is validated, so refused input creates nothing."""
+        if self._store is None:
+            self._store = Store(self.placement.state_dir, read_only=self.check_mode)
+        return self._store
 
     def close(self) -> None:
-        self.store.close()
+        if self._store is not None:
+            self._store.close()
 
     # ---------------------------------------------------------------- databases
 

@@ -60,12 +60,33 @@ BUSY_TIMEOUT_SECONDS = 60
 _BRANCH_COLUMNS = [f.name for f in fields(BranchRecord)]
 
 
-def migrate(connection: sqlite3.Connection) -> int:
-    """Bring the schema to SCHEMA_VERSION in place; returns the version found."""
+def check_version(connection: sqlite3.Connection) -> int:
+    """The file's schema version; a file newer than this code is refused, never read or written."""
     found = connection.execute("PRAGMA user_version").fetchone()[0]
     if found > SCHEMA_VERSION:
         raise BranchingError(f"state_dir: the metadata file has schema version {found}, newer than this "
                              f"collection understands ({SCHEMA_VERSION}); upgrade baseful.branching")
+    return found
+
+
+def enable_wal(connection: sqlite3.Connection) -> None:
+    """Switch a new file to WAL. The switch needs an exclusive lock, and SQLite answers 'database is
+    locked' at once instead of waiting when other processes open the same new file at that moment,
+    so it is retried; once the file is in WAL (a persistent setting) it succeeds at once."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def migrate(connection: sqlite3.Connection) -> int:
+    """Bring the schema to SCHEMA_VERSION in place; returns the version found."""
+    found = check_version(connection)
     for version in range(found, SCHEMA_VERSION):
         with connection:
             connection.execute("BEGIN IMMEDIATE")
@@ -93,7 +114,9 @@ class Store:
             uri = f"file:{self.path}?mode=ro" if exists else "file::memory:"
             self.db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
             self.db.row_factory = sqlite3.Row
-            if not exists:
+            if exists:
+                check_version(self.db)
+            else:
                 migrate(self.db)
             return
         for directory in (state_dir, self.lock_dir, self.secret_dir):
@@ -105,7 +128,7 @@ class Store:
         self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA foreign_keys = ON")
-        self.db.execute("PRAGMA journal_mode = WAL")
+        enable_wal(self.db)
         migrate(self.db)
 
     def close(self) -> None:

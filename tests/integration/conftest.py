@@ -1,0 +1,154 @@
+"""Integration fixtures: real Docker, real PostgreSQL, and the collection as installed by
+`make install`, driven through ansible-playbook exactly as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import docker
+import psycopg
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+PORT_RANGE = os.environ.get("BASEFUL_TEST_PORT_RANGE", "54400-54599")
+
+
+def _image(major: int) -> str:
+    name = os.environ.get(f"BASEFUL_IMAGE_{major}")
+    if name:
+        return name
+    return subprocess.run([str(REPO / "tests/images/ensure.sh"), str(major)], check=True, text=True,
+                          capture_output=True).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def image17() -> str:
+    return _image(17)
+
+
+@pytest.fixture(scope="session")
+def image15() -> str:
+    return _image(15)
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    return docker.from_env()
+
+
+class Ansible:
+    """Runs tasks in a one-play playbook on localhost and returns each task's result."""
+
+    def __init__(self, workdir: Path, placement: dict):
+        self.workdir = workdir
+        self.placement = placement
+
+    def play(self, tasks: List[dict], check: bool = False, diff: bool = False, verbosity: int = 0,
+             extra_env: Optional[Dict[str, str]] = None) -> List[dict]:
+        for task in tasks:
+            task.setdefault("ignore_errors", True)
+        playbook = [{"hosts": "localhost", "connection": "local", "gather_facts": False,
+                     "module_defaults": {"group/baseful.branching.branching": self.placement},
+                     "tasks": tasks}]
+        path = self.workdir / f"play-{secrets.token_hex(4)}.yml"
+        path.write_text(yaml.safe_dump(playbook))
+        command = ["ansible-playbook", "-i", "localhost,", str(path)]
+        command += ["--check"] if check else []
+        command += ["--diff"] if diff else []
+        command += ["-" + "v" * verbosity] if verbosity else []
+        env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_NOCOLOR="1",
+                   ANSIBLE_PYTHON_INTERPRETER=shutil.which("python3"), **(extra_env or {}))
+        env.pop("ANSIBLE_CALLBACK_RESULT_FORMAT", None)
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+        self.last_output = done.stdout + done.stderr
+        try:
+            report = json.loads(done.stdout[done.stdout.index("{"):])
+        except ValueError:
+            raise AssertionError(f"ansible-playbook gave no JSON:\n{self.last_output[-3000:]}") from None
+        return [task["hosts"]["localhost"] for task in report["plays"][0]["tasks"]]
+
+    def run(self, module: str, check: bool = False, diff: bool = False, **args) -> dict:
+        return self.play([{f"baseful.branching.{module}": args}], check=check, diff=diff)[0]
+
+
+@pytest.fixture
+def workdir(tmp_path_factory) -> Path:
+    # Short path: it ends up in container mounts and in messages.
+    path = Path(f"/tmp/bf-it-{secrets.token_hex(3)}")
+    path.mkdir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def placement(workdir) -> dict:
+    return {"state_dir": str(workdir / "state"), "port_range": PORT_RANGE}
+
+
+@pytest.fixture
+def ansible(workdir, placement, docker_client) -> Ansible:
+    runner = Ansible(workdir, placement)
+    yield runner
+    _remove_containers_under(docker_client, str(workdir))
+
+
+def _remove_containers_under(client, root: str) -> None:
+    """Removes the containers whose data or secrets come from this test's directory, whatever
+    state the test left them in."""
+    for container in client.containers.list(all=True, filters={"label": "managed-by=baseful"}):
+        if any(m.get("Source", "").startswith(root) for m in container.attrs.get("Mounts", [])):
+            container.remove(force=True)
+
+
+@pytest.fixture
+def dbname() -> str:
+    return f"it{secrets.token_hex(3)}"
+
+
+@pytest.fixture
+def database(ansible, dbname, image17) -> dict:
+    """A database with a production branch holding a small inventory."""
+    result = ansible.run("database", name=dbname, image=image17)
+    assert not result.get("failed"), result.get("msg")
+    with connect(result["branch"]["url"]) as conn:
+        conn.execute("CREATE TABLE stock (product_id int PRIMARY KEY, stock_quantity int NOT NULL, "
+                     "reserved_quantity int NOT NULL DEFAULT 0)")
+        conn.execute("INSERT INTO stock SELECT g, 100, 0 FROM generate_series(1, 500) g")
+        conn.execute("CREATE ROLE app_reader LOGIN PASSWORD 'reader-secret'")
+        conn.execute("GRANT SELECT ON stock TO app_reader")
+    return result
+
+
+def connect(url: str):
+    return psycopg.connect(url, autocommit=True, connect_timeout=10)
+
+
+def query(url: str, sql: str, *args):
+    with connect(url) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def snapshot(client, workdir: Path) -> dict:
+    """Everything a run could change: containers, networks, files under the test directory."""
+    containers = sorted((c.name, c.status) for c in client.containers.list(all=True, filters={"label": "managed-by=baseful"})
+                        if any(m.get("Source", "").startswith(str(workdir)) for m in c.attrs.get("Mounts", [])))
+    files = {}
+    for path in sorted(workdir.rglob("*")):
+        if path.is_file() and "/data/" not in str(path) and not path.name.startswith("play-") \
+                and not path.name.endswith((".lock", "-wal", "-shm")):
+            files[str(path)] = path.read_bytes()
+    data_dirs = sorted(str(p) for p in workdir.glob("state/data/*/*"))
+    return {"containers": containers, "files": files, "data_dirs": data_dirs}
