@@ -39,11 +39,14 @@ demo: images install
 unit: deps
 	$(PYTEST) -q tests/unit
 
+sanity: deps
+	tests/sanity/run.sh
+
 integration: images install
 	BASEFUL_IMAGE_17=$$(cat build/image-17) BASEFUL_IMAGE_15=$$(cat build/image-15) \
 		$(PYTEST) -q -x tests/integration
 
-test: unit integration
+test: unit sanity integration
 
 clean:
 	rm -rf build

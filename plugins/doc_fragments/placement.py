@@ -82,7 +82,7 @@ options:
     aliases: [tls_client_key, key_path]
 requirements:
   - docker (Docker SDK for Python) >= 7.0
-  - The modules run on the Docker host, as root or with O(become=true), because they manage data directories owned by uid 999.
+  - "The modules run on the Docker host, as root or with C(become: true), because they manage data directories owned by uid 999."
 notes:
   - All modules of the collection are in the action group C(baseful.branching.branching), so
     C(module_defaults) can set these options once for a play.

@@ -15,7 +15,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.errors import In
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
 ROLE_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-TTL_PATTERN = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+TTL_PATTERN = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$", re.ASCII)
 TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 PRODUCTION = "production"

@@ -155,7 +155,10 @@ def _plan_existing(request, actual, record, default_branch, branch_names, plan) 
             raise InputError("name", f"branch {record.name!r} has lost its data directory {record.data_dir}; "
                              "it cannot be recovered: delete it (state: absent) or reset it (reset: true)")
         plan.actions.append(RECREATE_CONTAINER)
-        status = STOPPED if request.state == "stopped" else RUNNING
+        # A port change keeps a stopped branch stopped unless asked otherwise; a lost container is
+        # brought back running, as a new branch would be.
+        keep_stopped = request.state == "present" and status == STOPPED
+        status = STOPPED if request.state == "stopped" or keep_stopped else RUNNING
     if request.port is not None:
         after.port = request.port
 
@@ -178,4 +181,3 @@ def _plan_existing(request, actual, record, default_branch, branch_names, plan) 
         after.ttl_seconds = request.ttl_seconds
     plan.after = diff_view(after, status)
     return plan
-

@@ -84,7 +84,7 @@ class ContainerSpec:
 
 
 def container_name(database: str, branch: str) -> str:
-    suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(6))
+    suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _position in range(6))
     return f"baseful-{database}-{branch}-{suffix}"
 
 

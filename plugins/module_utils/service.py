@@ -220,10 +220,11 @@ class Service:
                 self._check_port_free(port, exclude=record)
             self.runtime.remove(record.container_id or record.container_name)
             spec = self._spec(database, name, record.container_name, port, record.data_dir)
-            container_id = self.runtime.create_container(spec, start=request.state != "stopped")
+            running = plan.after["status"] == RUNNING or P.START in plan.actions
+            container_id = self.runtime.create_container(spec, start=running)
             self.store.update_branch(database.name, name, container_id=container_id, port=port,
-                                     status=STOPPED if request.state == "stopped" else RUNNING)
-            if request.state != "stopped":
+                                     status=RUNNING if running else STOPPED)
+            if running:
                 self.runtime.wait_ready(container_id, database.user, database.name)
         elif action == P.START:
             self.runtime.start(record.container_id or record.container_name, record.port)

@@ -206,7 +206,10 @@ class Store:
     def set_default(self, database: str, name: str) -> None:
         with self.transaction() as db:
             db.execute("UPDATE branches SET is_default = 0 WHERE database = ? AND is_default = 1", (database,))
-            db.execute("UPDATE branches SET is_default = 1 WHERE database = ? AND name = ?", (database, name))
+            switched = db.execute("UPDATE branches SET is_default = 1 WHERE database = ? AND name = ?", (database, name))
+            if switched.rowcount != 1:
+                raise BranchingError(f"name: branch {name!r} of database {database!r} does not exist; "
+                                     "the default branch is unchanged")
 
     def remove_branch(self, database: str, name: str) -> None:
         with self.transaction() as db:

@@ -15,13 +15,15 @@ description:
   - A new branch is copied from O(source) (the default branch unless named) and started.
     Applying an existing branch again reconnects to it without copying and reports no change.
 author:
-  - baseful.branching contributors
+  - baseful.branching maintainers (@baseful-branching)
 extends_documentation_fragment:
   - baseful.branching.placement
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 options:
   database:

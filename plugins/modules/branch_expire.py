@@ -15,14 +15,16 @@ description:
   - Default and protected branches are never removed; they are listed under RV(kept).
   - The C(expiry) role runs this module every minute from the host's scheduler.
 author:
-  - baseful.branching contributors
+  - baseful.branching maintainers (@baseful-branching)
 extends_documentation_fragment:
   - baseful.branching.placement
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Lists the branches that would be removed.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 options:
   database:

@@ -13,14 +13,16 @@ description:
   - Reads the metadata and asks Docker for each branch's status now. Changes nothing.
   - A branch whose container was removed by hand is reported V(missing); O(state_dir) that does not exist reads as no branches.
 author:
-  - baseful.branching contributors
+  - baseful.branching maintainers (@baseful-branching)
 extends_documentation_fragment:
   - baseful.branching.placement
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: The module never changes anything.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 options:
   database:

@@ -16,13 +16,15 @@ description:
     any reachable PostgreSQL server by dump and restore.
   - V(absent) removes every branch container, data directory, password file and record of the database.
 author:
-  - baseful.branching contributors
+  - baseful.branching maintainers (@baseful-branching)
 extends_documentation_fragment:
   - baseful.branching.placement
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 options:
   name:

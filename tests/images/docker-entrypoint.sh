@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Entry point for the Debian-built test images. It honours the contract of the official
 # postgres image (PGDATA, POSTGRES_USER / POSTGRES_PASSWORD(_FILE) / POSTGRES_DB,
 # POSTGRES_INITDB_ARGS, POSTGRES_HOST_AUTH_METHOD, /docker-entrypoint-initdb.d, initdb only on

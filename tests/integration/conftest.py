@@ -67,7 +67,7 @@ class Ansible:
         env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_NOCOLOR="1",
                    ANSIBLE_PYTHON_INTERPRETER=shutil.which("python3"), **(extra_env or {}))
         env.pop("ANSIBLE_CALLBACK_RESULT_FORMAT", None)
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
         self.last_output = done.stdout + done.stderr
         try:
             report = json.loads(done.stdout[done.stdout.index("{"):])

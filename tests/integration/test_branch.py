@@ -50,8 +50,8 @@ def test_baseful_flow_create_list_stop_start_switch_delete(ansible, database, db
     ansible.run("branch", database=dbname, name="production", state="default")
     deleted = ansible.run("branch", database=dbname, name="staging", state="absent")
     assert deleted["changed"] and deleted["actions"] == ["delete"]
-    assert docker_client.containers.list(all=True, filters={"label": [f"baseful.database={dbname}",
-                                                                       "baseful.branch=staging"]}) == []
+    labels = [f"baseful.database={dbname}", "baseful.branch=staging"]
+    assert docker_client.containers.list(all=True, filters={"label": labels}) == []
     assert not os.path.exists(staging["data_dir"])
     assert [b["name"] for b in ansible.run("branch_info", database=dbname)["branches"]] == ["production"]
     assert ansible.run("branch", database=dbname, name="staging", state="absent")["changed"] is False

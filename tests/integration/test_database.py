@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
+import time
+
+import psycopg
 
 import pytest
 
@@ -100,14 +102,14 @@ def test_source_url_seeds_production_from_an_external_server(ansible, dbname, im
     data = workdir / "external"
     data.mkdir()
     external = docker_client.containers.run(
-        image17, detach=True, name=f"bf-external-{dbname}", environment={"POSTGRES_PASSWORD": "ext pass/@:1",
-                                                                          "POSTGRES_DB": "shop"},
+        image17, detach=True, name=f"bf-external-{dbname}",
+        environment={"POSTGRES_PASSWORD": "ext pass/@:1", "POSTGRES_DB": "shop"},
         ports={"5432/tcp": ("127.0.0.1", None)}, labels={"baseful-test": "external"})
     try:
         external.reload()
         port = int(external.attrs["NetworkSettings"]["Ports"]["5432/tcp"][0]["HostPort"])
         url = f"postgresql://postgres:ext%20pass%2F%40%3A1@127.0.0.1:{port}/shop"
-        for _ in range(200):
+        for _attempt in range(200):
             try:
                 with connect(url) as conn:
                     conn.execute("CREATE ROLE shop_owner")
@@ -115,8 +117,7 @@ def test_source_url_seeds_production_from_an_external_server(ansible, dbname, im
                     conn.execute("ALTER TABLE items OWNER TO shop_owner")
                     conn.execute("INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 250) g")
                 break
-            except Exception:  # not ready yet
-                import time
+            except psycopg.OperationalError:  # not ready yet
                 time.sleep(0.2)
         result = ansible.run("database", name=dbname, image=image17, source_url=url)
         assert result["changed"], result.get("msg")

@@ -69,7 +69,7 @@ def dump_script(job: CopyJob) -> (str, Dict[str, str], list):
 def check_stages(output: str, stages: list) -> Dict[str, int]:
     reported = {}
     for line in output.splitlines():
-        name, _, status = line.partition("=")
+        name, _sep, status = line.partition("=")
         if name in stages and status.strip().lstrip("-").isdigit():
             reported[name] = int(status)
     failed = [f"{s} exited {reported[s]}" if s in reported else f"{s} reported no status" for s in stages
