@@ -42,11 +42,19 @@ unit: deps
 sanity: deps
 	tests/sanity/run.sh
 
+lint: deps
+	ansible-lint --profile production
+	ruff check plugins tests
+	antsibull-changelog lint
+
+molecule: images install
+	BASEFUL_IMAGE_17=$$(cat build/image-17) molecule test
+
 integration: images install
 	BASEFUL_IMAGE_17=$$(cat build/image-17) BASEFUL_IMAGE_15=$$(cat build/image-15) \
 		$(PYTEST) -q -x tests/integration
 
-test: unit sanity integration
+test: unit lint sanity integration molecule
 
 clean:
 	rm -rf build

@@ -110,12 +110,25 @@ class DockerRuntime:
     def postgres_major(self, image: str) -> int:
         """The PostgreSQL major version the image runs; refuses an image without PostgreSQL."""
         self.ensure_image(image)
+        probe = None
         try:
-            output = self.client.containers.run(image, ["postgres", "--version"], entrypoint=[], remove=True,
-                                                stdout=True, stderr=True, network_mode="none")
+            # create/start/remove rather than run(remove=True): that leaves the container behind
+            # when it cannot start, which is exactly the case of an image without PostgreSQL.
+            probe = self.client.containers.create(image, ["postgres", "--version"], entrypoint=[],
+                                                  network_mode="none", labels={MANAGED_BY: "baseful",
+                                                                               LABEL_ROLE: "probe"})
+            probe.start()
+            exit_code = probe.wait(timeout=60).get("StatusCode")
+            output = probe.logs(stdout=True, stderr=True)
+            if exit_code != 0:
+                raise InputError("image", f"{image!r} has no PostgreSQL server: 'postgres --version' exited "
+                                 f"{exit_code} ({output[-200:].decode(errors='replace').strip()})")
         except (APIError, DockerException) as error:
             raise InputError("image", f"{image!r} has no PostgreSQL server: 'postgres --version' failed "
                              f"({_explain(error)})") from error
+        finally:
+            if probe is not None:
+                probe.remove(force=True)
         match = re.search(rb"\(PostgreSQL\) (\d+)", output)
         if not match:
             raise InputError("image", f"{image!r} has no PostgreSQL server: 'postgres --version' said "

@@ -286,7 +286,7 @@ class Service:
                           database.name, database.password_file, source,
                           Endpoint(conninfo=self._conninfo(database, record.port, dbname=None),
                                    container=container_id, data_dir=record.data_dir, pg_major=database.pg_major))
-            outcome.values["copy"] = method.run(job, self.runtime).as_dict()
+            outcome.values["copy_result"] = method.run(job, self.runtime).as_dict()
         self.store.update_branch(database.name, record.name, status=RUNNING)
 
     def _reset(self, database, record, request, plan, outcome) -> BranchRecord:

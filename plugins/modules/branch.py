@@ -224,7 +224,7 @@ branch:
     data_dir: /var/lib/baseful/data/inventory/my-debug-session
     data_dir_exists: true
     size_bytes: 40321024
-copy:
+copy_result:
   description: How the branch was filled, when a copy ran.
   returned: when a copy ran
   type: dict

@@ -122,7 +122,7 @@ branch:
   description: The production branch, when it was created or repaired; the fields are those of M(baseful.branching.branch).
   returned: when the production branch was created or repaired
   type: dict
-copy:
+copy_result:
   description: How production was seeded from O(source_url).
   returned: when a copy ran
   type: dict

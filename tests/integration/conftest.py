@@ -152,3 +152,13 @@ def snapshot(client, workdir: Path) -> dict:
             files[str(path)] = path.read_bytes()
     data_dirs = sorted(str(p) for p in workdir.glob("state/data/*/*"))
     return {"containers": containers, "files": files, "data_dirs": data_dirs}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_container_left_behind(docker_client):
+    """Whatever a test does, the suite as a whole must leave no container it made."""
+    before = {c.id for c in docker_client.containers.list(all=True)}
+    yield
+    left = [f"{c.name} ({c.image.tags or c.attrs['Config']['Image']})"
+            for c in docker_client.containers.list(all=True) if c.id not in before]
+    assert not left, f"containers left behind by the suite: {left}"

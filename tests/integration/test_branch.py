@@ -66,7 +66,7 @@ def test_mirrord_flow_isolation_and_reconnect_by_name(ansible, database, dbname)
     assert query(database["branch"]["url"], "SELECT stock_quantity FROM stock WHERE product_id = 1") == [(100,)]
 
     again = ansible.run("branch", database=dbname, name="my-debug-session", ttl="300")
-    assert again["changed"] is False and "copy" not in again
+    assert again["changed"] is False and "copy_result" not in again
     assert again["branch"]["container_id"] == first["branch"]["container_id"]
     assert query(url, "SELECT stock_quantity FROM stock WHERE product_id = 1") == [(1,)]
     assert again["branch"]["expires_at"] >= first["branch"]["expires_at"]
@@ -110,7 +110,7 @@ def test_reset_discards_changes_and_keeps_name_and_port(ansible, database, dbnam
     with connect(first["url"]) as conn:
         conn.execute("DELETE FROM stock")
     reset = ansible.run("branch", database=dbname, name="scratch", reset=True)
-    assert reset["actions"] == ["reset"] and reset["copy"]["method"] == "dump"
+    assert reset["actions"] == ["reset"] and reset["copy_result"]["method"] == "dump"
     assert reset["branch"]["port"] == first["port"] and reset["branch"]["name"] == "scratch"
     assert query(reset["branch"]["url"], "SELECT count(*) FROM stock") == [(500,)]
 

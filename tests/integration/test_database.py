@@ -92,6 +92,7 @@ def test_image_without_postgresql_is_refused_and_nothing_is_left(ansible, dbname
     result = ansible.run("database", name=dbname, image="baseful-test/no-postgres:1")
     assert result["failed"] and result["msg"].startswith("image: 'baseful-test/no-postgres:1' has no PostgreSQL server")
     assert docker_client.containers.list(all=True, filters={"label": f"baseful.database={dbname}"}) == []
+    assert docker_client.containers.list(all=True, filters={"ancestor": "baseful-test/no-postgres:1"}) == []
     assert ansible.run("branch_info")["branches"] == []
 
     missing = ansible.run("database", name=dbname, image="baseful-test/does-not-exist:1")
@@ -121,7 +122,7 @@ def test_source_url_seeds_production_from_an_external_server(ansible, dbname, im
                 time.sleep(0.2)
         result = ansible.run("database", name=dbname, image=image17, source_url=url)
         assert result["changed"], result.get("msg")
-        assert result["copy"]["method"] == "dump" and result["branch"]["parent"] == "external"
+        assert result["copy_result"]["method"] == "dump" and result["branch"]["parent"] == "external"
         production = result["branch"]["url"]
         assert query(production, "SELECT count(*), max(name) FROM items") == [(250, "item 99")]
         assert query(production, "SELECT tableowner FROM pg_tables WHERE tablename = 'items'") == [("postgres",)]

@@ -1,0 +1,43 @@
+"""Parallel forks on one database: distinct ports, exactly one default, a sound metadata file."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+
+import yaml
+
+FORKS = 6
+
+
+def test_parallel_forks_and_a_concurrent_switch(ansible, database, dbname, placement, workdir):
+    hosts = {f"fork{n}": {"ansible_connection": "local", "branch_name": f"par-{n}"} for n in range(FORKS)}
+    (workdir / "forks.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    create = [{"hosts": "all", "gather_facts": False,
+               "tasks": [{"baseful.branching.branch": dict(placement, database=dbname, name="{{ branch_name }}")}]}]
+    switch = [{"hosts": "localhost", "connection": "local", "gather_facts": False,
+               "tasks": [{"baseful.branching.branch": dict(placement, database=dbname, name="switcher",
+                                                           state="default")}]}]
+    (workdir / "create.yml").write_text(yaml.safe_dump(create))
+    (workdir / "switch.yml").write_text(yaml.safe_dump(switch))
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_PYTHON_INTERPRETER=shutil.which("python3"))
+    forks = subprocess.Popen(["ansible-playbook", "-i", str(workdir / "forks.yml"), "-f", str(FORKS),
+                              str(workdir / "create.yml")], env=env, stdout=subprocess.PIPE, text=True)
+    switched = subprocess.run(["ansible-playbook", "-i", "localhost,", str(workdir / "switch.yml")], env=env,
+                              capture_output=True, text=True, check=False)
+    out, _err = forks.communicate(timeout=600)
+    assert forks.returncode == 0, out[-2000:]
+    assert switched.returncode == 0, switched.stdout[-2000:]
+    results = json.loads(out[out.index("{"):])["plays"][0]["tasks"][0]["hosts"]
+    assert sorted(r["branch"]["name"] for r in results.values()) == sorted(f"par-{n}" for n in range(FORKS))
+
+    branches = ansible.run("branch_info", database=dbname)["branches"]
+    assert len(branches) == FORKS + 2
+    assert len({b["port"] for b in branches}) == FORKS + 2
+    assert [b["name"] for b in branches if b["is_default"]] == ["switcher"]
+    assert all(b["status"] == "running" for b in branches)
+    with sqlite3.connect(f"file:{placement['state_dir']}/state.db?mode=ro", uri=True) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
