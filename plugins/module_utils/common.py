@@ -64,7 +64,7 @@ def run(module, operation, read_only: bool = False) -> None:
         outcome = operation(service)
     except BranchingError as error:
         module.fail_json(msg=str(error))
-    except Exception as error:  # Docker or OS failures the engine did not anticipate
+    except Exception as error:  # noqa: BLE001 -- Docker or OS failures the engine did not anticipate
         module.fail_json(msg=f"{type(error).__name__}: {error}", exception=traceback.format_exc())
     finally:
         if service is not None:

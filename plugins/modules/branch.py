@@ -234,7 +234,12 @@ copy_result:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.baseful.branching.plugins.module_utils.common import run, shared_argument_spec
-from ansible_collections.baseful.branching.plugins.module_utils.model import BRANCH_STATES, COPY_METHODS, COPY_MODES, parse_ttl
+from ansible_collections.baseful.branching.plugins.module_utils.model import (
+    BRANCH_STATES,
+    COPY_METHODS,
+    COPY_MODES,
+    parse_ttl,
+)
 from ansible_collections.baseful.branching.plugins.module_utils.plan import BranchRequest
 
 

@@ -7,7 +7,6 @@ import subprocess
 import time
 
 import psycopg
-
 import pytest
 
 from conftest import connect, query, snapshot

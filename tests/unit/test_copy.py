@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from ansible_collections.baseful.branching.plugins.module_utils.copy import (
     IMPLEMENTED,
     CopyJob,
@@ -164,7 +165,7 @@ STAGES = ["globals_dump", "globals_filter", "globals_restore", "dump", "restore"
 
 def test_all_stages_zero_is_success():
     output = "NOTICE: something\n" + "\n".join(f"{s}=0" for s in STAGES) + "\n"
-    assert check_stages(output, STAGES) == {s: 0 for s in STAGES}
+    assert check_stages(output, STAGES) == dict.fromkeys(STAGES, 0)
 
 
 def test_no_stages_needs_no_output():
@@ -236,7 +237,7 @@ def run_script(tools: Path, copy_job: CopyJob, **exit_codes) -> subprocess.Compl
 def test_script_runs_every_stage_and_filters_the_superuser_role(tools):
     done = run_script(tools, job("all", MANAGED))
     assert done.returncode == 0, done.stderr
-    assert check_stages(done.stdout, STAGES) == {s: 0 for s in STAGES}
+    assert check_stages(done.stdout, STAGES) == dict.fromkeys(STAGES, 0)
     restored_globals = (tools / "log" / "psql.stdin").read_text().splitlines()
     assert restored_globals == ["ALTER ROLE postgres WITH SUPERUSER;", "CREATE ROLE app;"]
     assert (tools / "log" / "pg_restore.stdin").read_text() == "DUMPED DATA\n"

@@ -8,6 +8,9 @@ from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
 from ansible_collections.baseful.branching.plugins.module_utils import model
 from ansible_collections.baseful.branching.plugins.module_utils.errors import (
     BranchingError,
@@ -27,8 +30,6 @@ from ansible_collections.baseful.branching.plugins.module_utils.model import (
     validate_port,
     validate_role,
 )
-from hypothesis import example, given
-from hypothesis import strategies as st
 
 
 def test_imports_come_from_the_working_tree(repo_root):

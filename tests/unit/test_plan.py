@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+
 from ansible_collections.baseful.branching.plugins.module_utils.errors import InputError
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     CREATING,

@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict
 
 import pytest
+
 from ansible_collections.baseful.branching.plugins.module_utils.errors import (
     BranchingError,
 )

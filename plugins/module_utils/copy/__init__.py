@@ -73,8 +73,9 @@ def choose_method(requested: str, mode: str, same_major: bool, external_source: 
     if requested == "auto":
         return next(method for method in candidates if method in IMPLEMENTED)
     if requested not in candidates:
-        raise InputError("copy_method", f"{requested!r} cannot serve this copy ({_why_not(requested, mode, same_major, external_source, copy_on_write)}); "
-                         f"use one of: auto, {', '.join(m for m in candidates if m in IMPLEMENTED)}")
+        reason = _why_not(requested, mode, same_major, external_source, copy_on_write)
+        usable = ", ".join(m for m in candidates if m in IMPLEMENTED)
+        raise InputError("copy_method", f"{requested!r} cannot serve this copy ({reason}); use one of: auto, {usable}")
     if requested not in IMPLEMENTED:
         raise InputError("copy_method", f"{requested!r} is not available in this version of the collection; use auto or dump")
     return requested

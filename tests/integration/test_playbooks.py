@@ -1,0 +1,94 @@
+"""The FQCN playbooks and the expiry role, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import stat
+import subprocess
+import time
+
+import pytest
+
+from conftest import query
+
+
+def playbook(name: str, *extra: str, env=None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_PYTHON_INTERPRETER=shutil.which("python3"),
+               **(env or {}))
+    return subprocess.run(["ansible-playbook", name, *extra], env=env, capture_output=True, text=True, check=False,
+                          timeout=600)
+
+
+def task_results(done: subprocess.CompletedProcess) -> dict:
+    report = json.loads(done.stdout[done.stdout.index("{"):])
+    return {task["task"]["name"]: task["hosts"]["localhost"] for task in report["plays"][0]["tasks"]}
+
+
+def test_branch_playbook_prints_the_url_and_writes_an_env_file(database, dbname, placement, workdir):
+    env_file = workdir / "branch.env"
+    args = ["-e", f"database={dbname}", "-e", "name=pr-1234", "-e", "ttl=2h", "-e", f"env_file={env_file}",
+            "-e", f"state_dir={placement['state_dir']}", "-e", f"port_range={placement['port_range']}"]
+    done = playbook("baseful.branching.branch", *args)
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    name, _sep, url = env_file.read_text().strip().partition("=")
+    assert name == "DATABASE_URL" and url.startswith("postgresql://postgres:")
+    assert query(url, "SELECT count(*) FROM stock") == [(500,)]
+    shown = json.dumps(task_results(done)["Show the branch"])
+    assert "pr-1234" in shown and url.rsplit(":", 1)[1].split("/")[0] in shown
+
+    again = playbook("baseful.branching.branch", *args)
+    stats = json.loads(again.stdout[again.stdout.index("{"):])["stats"]["localhost"]
+    assert again.returncode == 0 and stats["changed"] == 0
+
+    refused = playbook("baseful.branching.branch", "-e", f"database={dbname}", "-e", "name=production",
+                       "-e", "state=absent", "-e", f"state_dir={placement['state_dir']}")
+    assert refused.returncode != 0
+    assert "is the default branch" in json.dumps(task_results(refused)["Report what failed"]), refused.stdout
+
+
+@pytest.fixture
+def root_crontab():
+    saved = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
+    yield
+    if saved.returncode == 0:
+        subprocess.run(["crontab", "-"], input=saved.stdout, text=True, check=True)
+    else:
+        subprocess.run(["crontab", "-r"], capture_output=True, check=False)
+
+
+def test_expiry_role_schedules_every_minute_a_command_that_really_expires(ansible, database, dbname, placement,
+                                                                         workdir, root_crontab, docker_client):
+    script, log = workdir / "baseful-expire", workdir / "expire.log"
+    role_vars = {"baseful_expiry_state_dir": placement["state_dir"], "baseful_expiry_script": str(script),
+                 "baseful_expiry_log": str(log), "baseful_expiry_logrotate": False}
+    apply_role = [{"ansible.builtin.include_role": {"name": "baseful.branching.expiry"}, "vars": role_vars}]
+    assert not ansible.play([dict(t) for t in apply_role])[0].get("failed"), ansible.last_output[-2000:]
+
+    entries = [line for line in subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=True).stdout
+               .splitlines() if line.strip() and not line.startswith("#")]
+    scheduled = [line for line in entries if str(script) in line]
+    assert len(scheduled) == 1
+    fields = scheduled[0].split(None, 5)
+    assert fields[:5] == ["*"] * 5
+
+    short = ansible.run("branch", database=dbname, name="lease-1s", ttl="1s")["branch"]
+    time.sleep(1.5)
+    # What cron runs, run the way cron runs it: through sh, with cron's bare environment.
+    ran = subprocess.run(["sh", "-c", fields[5]], env={"PATH": "/usr/bin:/bin", "HOME": "/root"},
+                         capture_output=True, text=True, check=False, timeout=300)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "lease-1s" in log.read_text() and " rc=0 " in log.read_text()
+    assert [b["name"] for b in ansible.run("branch_info", database=dbname)["branches"]] == ["production"]
+    assert docker_client.containers.list(all=True, filters={"id": short["container_id"]}) == []
+
+    again = ansible.play([dict(t) for t in apply_role])[0]
+    assert again["changed"] is False
+    role_vars["baseful_expiry_state"] = "absent"
+    ansible.play([dict(t) for t in apply_role])
+    assert str(script) not in subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False).stdout
+    assert not script.exists()
+    assert shlex.split(fields[5])[0] == str(script)
