@@ -60,8 +60,8 @@ def root_crontab():
         subprocess.run(["crontab", "-r"], capture_output=True, check=False)
 
 
-def test_expiry_role_schedules_every_minute_a_command_that_really_expires(ansible, database, dbname, placement,
-                                                                         workdir, root_crontab, docker_client):
+def test_expiry_role_schedules_every_minute_a_command_that_really_expires(
+        ansible, database, dbname, placement, workdir, root_crontab, docker_client):
     script, log = workdir / "baseful-expire", workdir / "expire.log"
     role_vars = {"baseful_expiry_state_dir": placement["state_dir"], "baseful_expiry_script": str(script),
                  "baseful_expiry_log": str(log), "baseful_expiry_logrotate": False}
