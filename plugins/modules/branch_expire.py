@@ -17,14 +17,13 @@ description:
 author:
   - baseful.branching maintainers (@baseful-branching)
 extends_documentation_fragment:
+  - baseful.branching.attributes
   - baseful.branching.placement
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Lists the branches that would be removed.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 options:
   database:

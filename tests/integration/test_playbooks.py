@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import query
+from conftest import connect, query
 
 
 def playbook(name: str, *extra: str, env=None) -> subprocess.CompletedProcess:
@@ -92,3 +92,42 @@ def test_expiry_role_schedules_every_minute_a_command_that_really_expires(
     assert str(script) not in subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False).stdout
     assert not script.exists()
     assert shlex.split(fields[5])[0] == str(script)
+
+
+def test_dump_restore_role_copies_through_the_engine(ansible, database, dbname, placement, image15, image17):
+    def copy(source: dict, target: dict, **extra) -> dict:
+        """Applies the role; 'failed' is true when any of its tasks failed."""
+        role = {"ansible.builtin.include_role": {"name": "baseful.branching.dump_restore"},
+                "vars": dict({"baseful_placement": placement, "baseful_dump_restore_source": source,
+                              "baseful_dump_restore_target": target}, **extra)}
+        results = ansible.play([role])
+        return {"failed": any(r.get("failed") for r in results), "tasks": len(results)}
+
+    created = copy({"database": dbname, "branch": "production"}, {"database": dbname, "branch": "copy-target"})
+    assert not created.get("failed"), ansible.last_output[-2000:]
+    target_url = ansible.run("branch_info", database=dbname, name="copy-target")["branches"][0]["url"]
+    assert query(target_url, "SELECT count(*) FROM stock") == [(500,)]
+
+    with connect(target_url) as conn:
+        conn.execute("DELETE FROM stock")
+    with connect(database["branch"]["url"]) as conn:
+        conn.execute("UPDATE stock SET stock_quantity = 7 WHERE product_id = 1")
+    recopied = copy({"database": dbname, "branch": "production"}, {"database": dbname, "branch": "copy-target"})
+    assert not recopied.get("failed"), ansible.last_output[-2000:]
+    assert query(target_url, "SELECT count(*), min(stock_quantity) FROM stock") == [(500, 7)]
+
+    refused = copy({"url": target_url}, {"url": target_url})
+    assert refused.get("failed") and "not supported" in ansible.last_output
+
+    # An upgrade by dump: a PostgreSQL 15 database seeds a new PostgreSQL 17 one.
+    old_name, new_name = f"{dbname}o", f"{dbname}n"
+    old = ansible.run("database", name=old_name, image=image15)["branch"]
+    with connect(old["url"]) as conn:
+        conn.execute("CREATE TABLE legacy AS SELECT g AS id FROM generate_series(1, 321) g")
+    seeded = copy({"url": old["url"]}, {"database": new_name, "image": image17})
+    assert not seeded.get("failed"), ansible.last_output[-2000:]
+    production = ansible.run("branch_info", database=new_name)["branches"][0]
+    assert query(production["url"], "SELECT count(*), current_setting('server_version_num')::int / 10000 FROM legacy") \
+        == [(321, 17)]
+    for name in (old_name, new_name):
+        assert ansible.run("database", name=name, state="absent")["changed"]
