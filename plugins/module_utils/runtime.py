@@ -9,8 +9,9 @@ import re
 import secrets
 import string
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from ansible_collections.baseful.branching.plugins.module_utils.errors import (
     BranchingError,
@@ -36,6 +37,7 @@ LABEL_BRANCH = "baseful.branch"
 LABEL_ROLE = "baseful.role"
 PGDATA = "/var/lib/postgresql/data"
 SECRET_IN_CONTAINER = "/run/secrets/baseful-password"
+TARGET_IN_WORKER = "/target"
 READY_TIMEOUT_SECONDS = 120
 
 
@@ -81,6 +83,11 @@ class ContainerSpec:
     dbname: str
     network: str
     environment: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Pause:
+    milliseconds: Optional[float] = None
 
 
 def container_name(database: str, branch: str) -> str:
@@ -216,16 +223,19 @@ class DockerRuntime:
                 raise BranchingError(f"PostgreSQL in container {name_or_id} was not ready after {timeout:.0f}s")
             time.sleep(0.1)
 
-    def run_worker(self, image: str, name: str, database: str, branch: str, script: str,
-                   environment: Dict[str, str], password_file: str) -> Tuple[int, str, str]:
-        """Runs a shell script in a short-lived container of `image` on the host network, so that it
-        reaches published branch ports and external URLs exactly as the host does. Values come in
-        through the exec environment, which `docker inspect` does not show."""
+    def run_worker(self, image: str, database: str, branch: str, script: str, environment: Dict[str, str],
+                   password_file: str, network_mode: str = "host", target_dir: Optional[str] = None) -> Tuple[int, str, str]:
+        """Runs a shell script as postgres in a short-lived container of `image`. On the host network
+        (the default) it reaches published branch ports and external URLs exactly as the host does;
+        with network_mode 'container:<id>' it shares a source's loopback. Values come in through the
+        exec environment, which `docker inspect` does not show."""
         labels = {MANAGED_BY: "baseful", LABEL_DATABASE: database, LABEL_BRANCH: branch, LABEL_ROLE: "worker"}
+        mounts = [Mount(SECRET_IN_CONTAINER, password_file, type="bind", read_only=True)]
+        if target_dir:
+            mounts.append(Mount(TARGET_IN_WORKER, target_dir, type="bind"))
         worker = self.client.containers.create(
-            image, entrypoint=["sleep", "infinity"], command=[], name=name, labels=labels,
-            network_mode="host", detach=True, user="postgres",
-            mounts=[Mount(SECRET_IN_CONTAINER, password_file, type="bind", read_only=True)],
+            image, entrypoint=["sleep", "infinity"], command=[], name=container_name(database, branch) + "-copy",
+            labels=labels, network_mode=network_mode, detach=True, user="postgres", mounts=mounts,
         )
         try:
             worker.start()
@@ -234,6 +244,21 @@ class DockerRuntime:
             return result.exit_code, (stdout or b"").decode(errors="replace"), (stderr or b"").decode(errors="replace")
         finally:
             worker.remove(force=True)
+
+    @contextmanager
+    def paused(self, name_or_id: str) -> Iterator["Pause"]:
+        """Freezes a container's processes for the body and measures for how long."""
+        container = self.client.containers.get(name_or_id)
+        pause = Pause()
+        started = time.monotonic()  # the freeze begins inside pause(): count it from before
+        container.pause()
+        try:
+            yield pause
+        finally:
+            try:
+                container.unpause()
+            finally:
+                pause.milliseconds = round((time.monotonic() - started) * 1000, 1)
 
     def _find(self, name_or_id: Optional[str]):
         if not name_or_id:

@@ -24,6 +24,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.copy import (
     choose_method,
     method_for,
 )
+from ansible_collections.baseful.branching.plugins.module_utils.copy.files import reflink_supported
 from ansible_collections.baseful.branching.plugins.module_utils.errors import InputError
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     CREATING,
@@ -248,10 +249,7 @@ class Service:
     def _create_branch(self, database: DatabaseRecord, name: str, source: Optional[Endpoint], mode: str,
                        method_name: str, port: Optional[int], ttl: Optional[int], is_default: bool,
                        protected: bool, outcome: Outcome, parent: Optional[str] = None) -> BranchRecord:
-        method = None
-        if source is not None:
-            method = method_for(choose_method(method_name, mode, same_major=source.pg_major in (None, database.pg_major),
-                                              external_source=not source.managed, copy_on_write=False))
+        method = self._copy_method(database, source, mode, method_name) if source is not None else None
         data_dir = self.placement.data_dir(database.name, name)
         if os.path.exists(data_dir):
             raise InputError("name", f"data directory {data_dir} exists but belongs to no branch of database "
@@ -265,7 +263,8 @@ class Service:
             copy_mode=mode if source is not None else None, copy_method=method.name if method else None,
             ttl_seconds=ttl, expires_at=lease_end(ttl, moment),
         )
-        self._check_port_free(port, exclude=None) if port else None
+        if port:
+            self._check_port_free(port, exclude=None)
         record = self.store.reserve_branch(record, [port] if port else self._free_ports())
         try:
             self._fill(database, record, source, mode, method, outcome)
@@ -274,18 +273,36 @@ class Service:
             raise
         return self.store.branch(database.name, name)
 
+    def _copy_method(self, database: DatabaseRecord, source: Endpoint, mode: str, requested: str):
+        """The method that serves this copy; refuses one that cannot, before anything is made."""
+        full_local_copy = mode == "all" and source.managed and source.pg_major == database.pg_major
+        copy_on_write = full_local_copy and reflink_supported(self.placement.data_root)
+        method = method_for(choose_method(requested, mode, same_major=source.pg_major in (None, database.pg_major),
+                                          external_source=not source.managed, copy_on_write=copy_on_write))
+        if method.needs_running_source and not source.running:
+            raise InputError("source", f"branch {source.branch!r} of database {database.name!r} is stopped; "
+                             f"a {method.name} copy reads from a running server: start it first (state: started)")
+        return method
+
     def _fill(self, database, record, source, mode, method, outcome) -> None:
-        """Data directory, container, copy; then the record says 'running'."""
+        """Data directory, copy and container in the order the method needs; then the record says 'running'.
+        Snapshot and physical fill the data directory before the server starts (it then recovers);
+        dump restores into a freshly initialised, running server."""
         os.makedirs(record.data_dir, mode=0o700)
-        spec = self._spec(database, record.name, record.container_name, record.port, record.data_dir)
-        container_id = self.runtime.create_container(spec)
-        self.store.update_branch(database.name, record.name, container_id=container_id)
-        self.runtime.wait_ready(container_id, database.user, database.name)
+        os.chown(record.data_dir, POSTGRES_UID, POSTGRES_UID)
+        job = None
         if method is not None:
             job = CopyJob(database.name, record.name, mode, database.image, database.pg_major, database.user,
                           database.name, database.password_file, source,
                           Endpoint(conninfo=self._conninfo(database, record.port, dbname=None),
-                                   container=container_id, data_dir=record.data_dir, pg_major=database.pg_major))
+                                   data_dir=record.data_dir, pg_major=database.pg_major))
+        if job is not None and method.fills_data_dir:
+            outcome.values["copy_result"] = method.run(job, self.runtime).as_dict()
+        spec = self._spec(database, record.name, record.container_name, record.port, record.data_dir)
+        container_id = self.runtime.create_container(spec)
+        self.store.update_branch(database.name, record.name, container_id=container_id)
+        self.runtime.wait_ready(container_id, database.user, database.name)
+        if job is not None and not method.fills_data_dir:
             outcome.values["copy_result"] = method.run(job, self.runtime).as_dict()
         self.store.update_branch(database.name, record.name, status=RUNNING)
 
@@ -293,8 +310,7 @@ class Service:
         source = self.store.branch(database.name, plan.source)
         endpoint = self._source_endpoint(database, source)
         mode = request.copy_mode or record.copy_mode or "all"
-        method = method_for(choose_method(request.copy_method or record.copy_method or "auto", mode,
-                                          same_major=True, external_source=False, copy_on_write=False))
+        method = self._copy_method(database, endpoint, mode, request.copy_method or record.copy_method or "auto")
         self.store.update_branch(database.name, record.name, status=CREATING, parent=plan.source,
                                  copy_mode=mode, copy_method=method.name)
         self.runtime.remove(record.container_id or record.container_name)
@@ -364,12 +380,14 @@ class Service:
         return P.ActualBranch(record, status, os.path.isdir(record.data_dir), len(strays))
 
     def _source_endpoint(self, database: DatabaseRecord, source: BranchRecord) -> Endpoint:
-        status = self.runtime.status(source.container_id or source.container_name)
-        if status != RUNNING:
+        container = source.container_id or source.container_name
+        status = self.runtime.status(container)
+        if status not in (RUNNING, STOPPED):
             raise InputError("source", f"branch {source.name!r} of database {database.name!r} is {status}; "
-                             "a copy reads from a running server: start it first (state: started)")
-        return Endpoint(conninfo=self._conninfo(database, source.port, database.name),
-                        container=source.container_id, data_dir=source.data_dir, pg_major=database.pg_major)
+                             "repair it first (state: started)")
+        return Endpoint(conninfo=self._conninfo(database, source.port, database.name), container=container,
+                        data_dir=source.data_dir, pg_major=database.pg_major, running=status == RUNNING,
+                        branch=source.name)
 
     def _conninfo(self, database: DatabaseRecord, port: int, dbname: Optional[str]) -> str:
         conninfo = f"host={connection_host(self.placement.bind_address)} port={port} user={database.user}"

@@ -16,7 +16,7 @@ def test_baseful_flow_create_list_stop_start_switch_delete(ansible, database, db
     assert created["changed"] and created["actions"] == ["create"], created.get("msg")
     staging = created["branch"]
     assert (staging["status"], staging["is_default"], staging["parent"], staging["copy_mode"], staging["copy_method"]) == \
-        ("running", False, "production", "all", "dump")
+        ("running", False, "production", "all", "physical")  # auto on a data_root without reflinks
     assert staging["port"] != database["branch"]["port"]
     assert query(staging["url"], "SELECT count(*), sum(stock_quantity) FROM stock") == [(500, 50000)]
     assert query(staging["url"].replace("postgres:", "app_reader:", 1).split("@")[0].rsplit(":", 1)[0]
@@ -110,7 +110,7 @@ def test_reset_discards_changes_and_keeps_name_and_port(ansible, database, dbnam
     with connect(first["url"]) as conn:
         conn.execute("DELETE FROM stock")
     reset = ansible.run("branch", database=dbname, name="scratch", reset=True)
-    assert reset["actions"] == ["reset"] and reset["copy_result"]["method"] == "dump"
+    assert reset["actions"] == ["reset"] and reset["copy_result"]["method"] == first["copy_method"] == "physical"
     assert reset["branch"]["port"] == first["port"] and reset["branch"]["name"] == "scratch"
     assert query(reset["branch"]["url"], "SELECT count(*) FROM stock") == [(500,)]
 
@@ -156,7 +156,7 @@ def test_failed_copy_leaves_nothing_and_source_untouched(ansible, database, dbna
         conn.execute("INSERT INTO orders VALUES (5)")
     source_rows = query(database["branch"]["url"], "SELECT count(*) FROM stock")
     before = snapshot(docker_client, workdir)
-    failed = ansible.run("branch", database=dbname, name="doomed")
+    failed = ansible.run("branch", database=dbname, name="doomed", copy_method="dump")
     assert failed["failed"] and "copy of branch 'doomed' failed" in failed["msg"] and "restore exited 1" in failed["msg"]
     assert snapshot(docker_client, workdir)["containers"] == before["containers"]
     assert not (workdir / "state" / "data" / dbname / "doomed").exists()

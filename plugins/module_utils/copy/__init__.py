@@ -9,7 +9,7 @@ physical) or restores into a running, freshly initialised server (dump). `choose
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, Optional
 
 from ansible_collections.baseful.branching.plugins.module_utils.errors import InputError
@@ -25,6 +25,8 @@ class Endpoint:
     container: Optional[str] = None
     data_dir: Optional[str] = None
     pg_major: Optional[int] = None
+    running: bool = True
+    branch: Optional[str] = None
 
     @property
     def managed(self) -> bool:
@@ -50,14 +52,14 @@ class CopyResult:
     method: str
     seconds: float
     bytes: Optional[int] = None
+    extra: Dict[str, object] = field(default_factory=dict)
 
     def as_dict(self) -> Dict[str, object]:
-        return {"method": self.method, "seconds": round(self.seconds, 3), "bytes": self.bytes}
+        return dict({"method": self.method, "seconds": round(self.seconds, 3), "bytes": self.bytes}, **self.extra)
 
 
-# What each method can do in this version. Snapshot and physical arrive with the constant-time
-# copy work; until then `auto` resolves to dump and an explicit request for them is refused.
-IMPLEMENTED = ("dump",)
+# The methods this version implements, fastest first.
+IMPLEMENTED = ("snapshot", "physical", "dump")
 
 
 def choose_method(requested: str, mode: str, same_major: bool, external_source: bool,
@@ -95,4 +97,6 @@ def _why_not(method: str, mode: str, same_major: bool, external_source: bool, co
 
 def method_for(name: str):
     from ansible_collections.baseful.branching.plugins.module_utils.copy.dump import DumpCopy
-    return {"dump": DumpCopy}[name]()
+    from ansible_collections.baseful.branching.plugins.module_utils.copy.physical import PhysicalCopy
+    from ansible_collections.baseful.branching.plugins.module_utils.copy.snapshot import SnapshotCopy
+    return {"snapshot": SnapshotCopy, "physical": PhysicalCopy, "dump": DumpCopy}[name]()

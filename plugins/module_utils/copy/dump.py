@@ -15,7 +15,7 @@ from typing import Dict
 
 from ansible_collections.baseful.branching.plugins.module_utils.copy import CopyJob, CopyResult
 from ansible_collections.baseful.branching.plugins.module_utils.errors import CopyFailed
-from ansible_collections.baseful.branching.plugins.module_utils.runtime import SECRET_IN_CONTAINER, container_name
+from ansible_collections.baseful.branching.plugins.module_utils.runtime import SECRET_IN_CONTAINER
 
 # Roles are cluster-wide, so an 'all' or 'schema' copy of a managed branch brings them along
 # (with their password hashes); the superuser exists already in the target, so its CREATE ROLE
@@ -82,14 +82,14 @@ def check_stages(output: str, stages: list) -> Dict[str, int]:
 class DumpCopy:
     name = "dump"
     fills_data_dir = False  # restores into a running, freshly initialised server
+    needs_running_source = True
 
     def run(self, job: CopyJob, runtime) -> CopyResult:
         started = time.monotonic()
         script, env, stages = dump_script(job)
         if stages:
-            code, stdout, stderr = runtime.run_worker(
-                job.image, container_name(job.database, job.branch) + "-copy", job.database, job.branch,
-                script, env, job.password_file)
+            code, stdout, stderr = runtime.run_worker(job.image, job.database, job.branch, script, env,
+                                                      job.password_file)
             try:
                 check_stages(stdout, stages)
             except CopyFailed as error:

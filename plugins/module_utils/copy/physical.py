@@ -1,0 +1,47 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to baseful.branching
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Physical copy: pg_basebackup with streamed WAL, straight into the branch's data directory.
+
+The worker shares the source container's network namespace, so it reaches the server on
+127.0.0.1, where initdb's pg_hba allows replication connections; no rule of the source is
+changed. A stopped source is consistent on disk already and is copied as files.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ansible_collections.baseful.branching.plugins.module_utils.copy import CopyJob, CopyResult
+from ansible_collections.baseful.branching.plugins.module_utils.copy.dump import check_stages
+from ansible_collections.baseful.branching.plugins.module_utils.copy.files import copy_tree, tree_size
+from ansible_collections.baseful.branching.plugins.module_utils.copy.snapshot import forget_running_server
+from ansible_collections.baseful.branching.plugins.module_utils.errors import CopyFailed
+from ansible_collections.baseful.branching.plugins.module_utils.runtime import TARGET_IN_WORKER
+
+BASEBACKUP = f"""
+pg_basebackup --pgdata={TARGET_IN_WORKER} --wal-method=stream --checkpoint=fast --no-password \
+  --host=127.0.0.1 --port=5432 --username="$SUPERUSER"
+echo "basebackup=$?"
+"""
+
+
+class PhysicalCopy:
+    name = "physical"
+    fills_data_dir = True
+    needs_running_source = False
+
+    def run(self, job: CopyJob, runtime) -> CopyResult:
+        started = time.monotonic()
+        if job.source.running:
+            code, stdout, stderr = runtime.run_worker(
+                job.image, job.database, job.branch, BASEBACKUP, {"SUPERUSER": job.user}, job.password_file,
+                network_mode=f"container:{job.source.container}", target_dir=job.target.data_dir)
+            try:
+                check_stages(stdout, ["basebackup"])
+            except CopyFailed as error:
+                raise CopyFailed(f"copy of branch {job.branch!r} failed: {error}: {stderr.strip()[-300:]}") from error
+        else:
+            copy_tree(job.source.data_dir, job.target.data_dir, reflink="auto")
+            forget_running_server(job.target.data_dir)
+        return CopyResult(self.name, time.monotonic() - started, tree_size(job.target.data_dir))

@@ -1,0 +1,132 @@
+"""snapshot, physical and dump: each makes a correct branch; auto picks each where it should;
+a branch taken while pgbench writes to the source recovers, passes pg_amcheck and holds every
+transaction committed before it began. Snapshot runs on an XFS (reflink) loop filesystem."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import Ansible, _remove_containers_under, query
+
+CHECKSUM = "SELECT count(*), sum(stock_quantity), md5(string_agg(product_id::text || ':' || stock_quantity, ',' " \
+           "ORDER BY product_id)) FROM stock"
+
+
+@pytest.fixture
+def xfs_root(workdir, docker_client):
+    """A reflink-capable XFS filesystem in a loop file, mounted for the test and removed after it."""
+    image, mount = Path(f"/var/tmp/bf-xfs-{secrets.token_hex(3)}.img"), workdir / "xfs"
+    mount.mkdir()
+    subprocess.run(["truncate", "-s", "3G", str(image)], check=True)
+    subprocess.run(["mkfs.xfs", "-q", "-m", "reflink=1", str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        _remove_containers_under(docker_client, str(workdir))
+        subprocess.run(["umount", str(mount)], check=True)
+        image.unlink()
+
+
+@pytest.fixture
+def on_xfs(workdir, placement, xfs_root) -> Ansible:
+    return Ansible(workdir, dict(placement, data_root=str(xfs_root)))
+
+
+def make_database(ansible: Ansible, name: str, image: str) -> dict:
+    production = ansible.run("database", name=name, image=image)["branch"]
+    query_many(production["url"], [
+        "CREATE TABLE stock (product_id int PRIMARY KEY, stock_quantity int NOT NULL)",
+        "INSERT INTO stock SELECT g, g % 97 FROM generate_series(1, 20000) g",
+    ])
+    return production
+
+
+def query_many(url: str, statements) -> None:
+    from conftest import connect
+    with connect(url) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def test_auto_picks_snapshot_on_reflink_and_every_method_copies_correctly(on_xfs, dbname, image17):
+    production = make_database(on_xfs, dbname, image17)
+    expected = query(production["url"], CHECKSUM)
+    made = {}
+    for name, method in (("auto-all", None), ("snap", "snapshot"), ("phys", "physical"), ("logical", "dump")):
+        args = {"copy_method": method} if method else {}
+        result = on_xfs.run("branch", database=dbname, name=name, **args)
+        assert result.get("changed"), result.get("msg")
+        made[name] = result
+        assert query(result["branch"]["url"], CHECKSUM) == expected, name
+    assert made["auto-all"]["branch"]["copy_method"] == "snapshot"
+    assert made["snap"]["copy_result"]["source_pause_ms"] is not None
+    assert made["snap"]["copy_result"]["bytes"] > 0
+    assert [made[n]["copy_result"]["method"] for n in ("snap", "phys", "logical")] == ["snapshot", "physical", "dump"]
+    schema = on_xfs.run("branch", database=dbname, name="structure", copy="schema")
+    assert schema["branch"]["copy_method"] == "dump"
+
+
+def test_auto_picks_physical_without_reflinks_and_refuses_snapshot(ansible, database, dbname):
+    assert ansible.run("branch", database=dbname, name="auto-copy")["branch"]["copy_method"] == "physical"
+    refused = ansible.run("branch", database=dbname, name="snap", copy_method="snapshot")
+    assert refused["failed"] and refused["msg"] == (
+        "copy_method: 'snapshot' cannot serve this copy (data_root supports neither reflinks nor btrfs snapshots); "
+        "use one of: auto, physical, dump")
+
+
+def test_other_major_version_is_refused_for_physical(ansible, dbname, image15, image17):
+    # Within a database every branch runs the database's image; across majors only a URL seed (dump) exists.
+    production = ansible.run("database", name=dbname, image=image15)["branch"]
+    seeded = ansible.run("database", name=f"{dbname}x", image=image17, source_url=production["url"])
+    assert seeded["copy_result"]["method"] == "dump"
+
+
+def test_stopped_source_is_copied_by_snapshot_and_physical(on_xfs, dbname, image17):
+    production = make_database(on_xfs, dbname, image17)
+    expected = query(production["url"], CHECKSUM)
+    on_xfs.run("branch", database=dbname, name="base")
+    assert on_xfs.run("branch", database=dbname, name="base", state="stopped")["changed"]
+    for name, method in (("from-stopped-snap", "snapshot"), ("from-stopped-phys", "physical")):
+        result = on_xfs.run("branch", database=dbname, name=name, source="base", copy_method=method)
+        assert result.get("changed"), result.get("msg")
+        assert result["copy_result"].get("source_pause_ms") is None
+        assert query(result["branch"]["url"], CHECKSUM) == expected
+    refused = on_xfs.run("branch", database=dbname, name="from-stopped-dump", source="base", copy_method="dump")
+    assert refused["failed"] and refused["msg"].startswith("source: branch 'base' of database")
+
+
+@pytest.mark.parametrize("method", ["snapshot", "physical"])
+def test_branch_taken_under_pgbench_load_recovers_and_holds_every_committed_transaction(
+        on_xfs, dbname, image17, docker_client, method):
+    production = on_xfs.run("database", name=dbname, image=image17)["branch"]
+    source = docker_client.containers.get(production["container_id"])
+    run = lambda *command: source.exec_run(list(command), user="postgres")  # noqa: E731
+    assert run("pgbench", "-i", "-s", "5", "-q", dbname).exit_code == 0
+    load = subprocess.Popen(["docker", "exec", source.id, "su", "postgres", "-c",
+                             f"pgbench -c 4 -j 2 -T 30 -n {dbname}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        subprocess.run(["sleep", "2"], check=True)
+        committed_before = query(production["url"], "SELECT count(*) FROM pgbench_history")[0][0]
+        assert committed_before > 0
+        branch = on_xfs.run("branch", database=dbname, name=f"under-load-{method[:4]}", copy_method=method)
+        assert branch.get("changed"), branch.get("msg")
+        assert load.poll() is None, "the load must still be running while the branch is taken"
+    finally:
+        load.terminate()
+        load.wait(timeout=60)
+    url = branch["branch"]["url"]
+    assert query(url, "SELECT count(*) FROM pgbench_history")[0][0] >= committed_before
+    balance = "SELECT (SELECT sum(abalance) FROM pgbench_accounts) = (SELECT sum(delta) FROM pgbench_history)"
+    assert query(url, balance) == [(True,)]
+    target = docker_client.containers.get(branch["branch"]["container_id"])
+    checked = target.exec_run(["pg_amcheck", "--install-missing", "--heapallindexed", "-U", "postgres", dbname],
+                              user="postgres")
+    assert checked.exit_code == 0, checked.output.decode()[-2000:]
+    if method == "snapshot":
+        assert branch["copy_result"]["source_pause_ms"] < 5000
