@@ -17,6 +17,7 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
 ROLE_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 TTL_PATTERN = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$", re.ASCII)
 TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+TTL_MAX_SECONDS = 3650 * 86400
 
 PRODUCTION = "production"
 COPY_MODES = ("all", "schema", "empty")
@@ -55,6 +56,8 @@ def parse_ttl(value) -> Optional[int]:
         return None
     match = TTL_PATTERN.match(str(value))
     seconds = int(match.group(1)) * TTL_UNITS[match.group(2)] if match else 0
+    if seconds > TTL_MAX_SECONDS:
+        raise InputError("ttl", f"{value!r} is longer than the longest lease, 3650d; omit ttl for a branch that never expires")
     if seconds <= 0:
         raise InputError(
             "ttl", f"{value!r} is not a duration; use a positive number of seconds or a number "

@@ -144,6 +144,9 @@ def _plan_existing(request, actual, record, default_branch, branch_names, plan) 
         if record.protected:
             raise InputError("reset", f"branch {record.name!r} is protected and cannot be reset; "
                              "set protected: false first")
+        if record.name == default_branch:
+            raise InputError("reset", f"branch {record.name!r} is the default branch of database "
+                             f"{record.database!r} and cannot be reset; make another branch the default first")
         plan.source = _source_for(request, record.parent or default_branch, branch_names)
         plan.actions.append(RESET)
         after.parent = plan.source

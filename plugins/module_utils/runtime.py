@@ -35,6 +35,7 @@ MANAGED_BY = "managed-by"
 LABEL_DATABASE = "baseful.database"
 LABEL_BRANCH = "baseful.branch"
 LABEL_ROLE = "baseful.role"
+LABEL_STATE_DIR = "baseful.state_dir"
 PGDATA = "/var/lib/postgresql/data"
 SECRET_IN_CONTAINER = "/run/secrets/baseful-password"
 TARGET_IN_WORKER = "/target"
@@ -54,14 +55,16 @@ class DockerConnection:
     client_cert: Optional[str] = None
     client_key: Optional[str] = None
 
-    def client(self):
+    def client(self, timeout: Optional[int] = -1):
+        """A connected client; timeout None is for long exec reads (a copy), -1 means the option's value."""
+        timeout = self.timeout if timeout == -1 else timeout
         tls_config = None
         if self.tls or self.validate_certs:
             cert = (self.client_cert, self.client_key) if self.client_cert and self.client_key else None
             tls_config = TLSConfig(client_cert=cert, ca_cert=self.ca_path, verify=self.validate_certs)
         base_url = self.docker_host.replace("tcp://", "https://") if tls_config else self.docker_host
         try:
-            client = docker.DockerClient(base_url=base_url, version=self.api_version, timeout=self.timeout,
+            client = docker.DockerClient(base_url=base_url, version=self.api_version, timeout=timeout,
                                          tls=tls_config or False)
             client.ping()
         except (DockerException, OSError) as error:
@@ -96,9 +99,20 @@ def container_name(database: str, branch: str) -> str:
 
 
 class DockerRuntime:
-    def __init__(self, connection: DockerConnection):
+    def __init__(self, connection: DockerConnection, state_dir: str = ""):
         self.connection = connection
         self.client = connection.client()
+        self._untimed = None
+        # Containers carry the state_dir they belong to, so two state_dirs on one Docker host
+        # never take each other's containers for strays.
+        self.scope = {LABEL_STATE_DIR: state_dir} if state_dir else {}
+
+    @property
+    def untimed(self):
+        """A client without a read timeout: a copy's exec says nothing until it is done."""
+        if self._untimed is None:
+            self._untimed = self.connection.client(timeout=None)
+        return self._untimed
 
     # images
 
@@ -108,6 +122,8 @@ class DockerRuntime:
             return
         except ImageNotFound:
             pass
+        except APIError as error:
+            raise InputError("image", f"{image!r} is not a valid image reference ({_explain(error)})") from error
         try:
             self.client.images.pull(image)
         except (APIError, DockerException) as error:
@@ -156,9 +172,11 @@ class DockerRuntime:
 
     def create_container(self, spec: ContainerSpec, start: bool = True) -> str:
         labels = {MANAGED_BY: "baseful", LABEL_DATABASE: spec.database, LABEL_BRANCH: spec.branch,
-                  LABEL_ROLE: "branch"}
+                  LABEL_ROLE: "branch", **self.scope}
         environment = dict(spec.environment, POSTGRES_USER=spec.user, POSTGRES_DB=spec.dbname,
                            POSTGRES_PASSWORD_FILE=SECRET_IN_CONTAINER, PGDATA=PGDATA)
+        self.remove(spec.name)  # a leftover of a run that died between create and record
+        container = None
         try:
             container = self.client.containers.create(
                 spec.image, name=spec.name, labels=labels, environment=environment,
@@ -171,6 +189,8 @@ class DockerRuntime:
             if start:
                 container.start()
         except APIError as error:
+            if container is not None:
+                container.remove(force=True)
             raise BranchingError(f"could not start the container for branch {spec.branch!r} on port "
                                  f"{spec.port}: {_explain(error)}") from error
         return container.id
@@ -183,7 +203,11 @@ class DockerRuntime:
 
     def start(self, name_or_id: str, port: int) -> None:
         try:
-            self.client.containers.get(name_or_id).start()
+            container = self.client.containers.get(name_or_id)
+            if container.status == "paused":
+                container.unpause()
+                return
+            container.start()
         except APIError as error:
             raise BranchingError(f"could not start container {name_or_id} on port {port}: "
                                  f"{_explain(error)}") from error
@@ -203,6 +227,7 @@ class DockerRuntime:
 
     def labelled(self, database: str, branch: Optional[str] = None) -> List:
         filters = [f"{MANAGED_BY}=baseful", f"{LABEL_DATABASE}={database}"]
+        filters += [f"{key}={value}" for key, value in self.scope.items()]
         if branch:
             filters.append(f"{LABEL_BRANCH}={branch}")
         return self.client.containers.list(all=True, filters={"label": filters})
@@ -229,7 +254,8 @@ class DockerRuntime:
         (the default) it reaches published branch ports and external URLs exactly as the host does;
         with network_mode 'container:<id>' it shares a source's loopback. Values come in through the
         exec environment, which `docker inspect` does not show."""
-        labels = {MANAGED_BY: "baseful", LABEL_DATABASE: database, LABEL_BRANCH: branch, LABEL_ROLE: "worker"}
+        labels = {MANAGED_BY: "baseful", LABEL_DATABASE: database, LABEL_BRANCH: branch, LABEL_ROLE: "worker",
+                  **self.scope}
         mounts = [Mount(SECRET_IN_CONTAINER, password_file, type="bind", read_only=True)]
         if target_dir:
             mounts.append(Mount(TARGET_IN_WORKER, target_dir, type="bind"))
@@ -239,7 +265,8 @@ class DockerRuntime:
         )
         try:
             worker.start()
-            result = worker.exec_run(["sh", "-c", script], environment=environment, demux=True, user="postgres")
+            result = self.untimed.containers.get(worker.id).exec_run(
+                ["sh", "-c", script], environment=environment, demux=True, user="postgres")
             stdout, stderr = result.output
             return result.exit_code, (stdout or b"").decode(errors="replace"), (stderr or b"").decode(errors="replace")
         finally:

@@ -89,7 +89,7 @@ class Service:
                  runtime: Optional[DockerRuntime] = None):
         self.placement = placement
         self.check_mode = check_mode
-        self.runtime = runtime or DockerRuntime(connection)
+        self.runtime = runtime or DockerRuntime(connection, placement.state_dir)
         self._store: Optional[Store] = None
 
     @property

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, fields
 from typing import Iterable, Iterator, List, Optional
 
-from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError
+from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
 from ansible_collections.baseful.branching.plugins.module_utils.model import BranchRecord, DatabaseRecord
 
 # Each entry migrates from version i to i + 1; the file records its version in PRAGMA user_version.
@@ -119,9 +119,13 @@ class Store:
             else:
                 migrate(self.db)
             return
-        for directory in (state_dir, self.lock_dir, self.secret_dir):
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            os.chmod(directory, 0o700)
+        try:
+            for directory in (state_dir, self.lock_dir, self.secret_dir):
+                os.makedirs(directory, mode=0o700, exist_ok=True)
+                os.chmod(directory, 0o700)
+        except OSError as error:
+            raise InputError("state_dir", f"{state_dir!r} cannot hold the metadata ({error.strerror}); "
+                             "use a directory the modules can create and write, as root") from None
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
         os.chmod(self.path, 0o600)

@@ -172,11 +172,13 @@ def test_failed_copy_leaves_nothing_and_source_untouched(ansible, database, dbna
     ({"name": "ok", "source": "nope"}, "source"),
     ({"name": "ok", "ttl": "soon"}, "ttl"),
     ({"name": "ok", "ttl": "0"}, "ttl"),
+    ({"name": "ok", "ttl": "3651d"}, "ttl"),
     ({"name": "ok", "port": 80}, "port"),
     ({"name": "ok", "copy_method": "snapshot"}, "copy_method"),
     ({"name": "ok", "reset": True}, "reset"),
     ({"name": "ok", "port_range": "9-3"}, "port_range"),
     ({"name": "ok", "bind_address": "localhost; rm"}, "bind_address"),
+    ({"name": "production", "reset": True}, "reset"),
 ])
 def test_bad_input_is_one_sentence_naming_the_parameter_and_changes_nothing(ansible, database, dbname, docker_client,
                                                                             workdir, args, parameter):
@@ -213,3 +215,23 @@ def _bindable(port: int) -> bool:
             return True
         except OSError:
             return False
+
+
+def test_two_state_dirs_on_one_docker_host_never_touch_each_other(ansible, database, dbname, workdir, placement,
+                                                                  image17, docker_client):
+    from conftest import Ansible
+    other = Ansible(workdir, dict(placement, state_dir=str(workdir / "other-state")))
+    twin = other.run("database", name=dbname, image=image17)
+    assert twin["changed"], twin.get("msg")
+    mine = ansible.run("branch", database=dbname, name="twin-check")
+    assert mine["changed"] and mine["actions"] == ["create"]
+    assert other.run("database", name=dbname, state="absent")["changed"]
+    assert docker_client.containers.get(database["branch"]["container_id"]).status == "running"
+    assert docker_client.containers.get(mine["branch"]["container_id"]).status == "running"
+    assert query(database["branch"]["url"], "SELECT count(*) FROM stock") == [(500,)]
+
+
+def test_state_dir_that_is_a_file_is_one_clear_sentence(ansible, dbname, image17, workdir):
+    (workdir / "plain-file").write_text("not a directory\n")
+    result = ansible.run("database", name=dbname, image=image17, state_dir=str(workdir / "plain-file"))
+    assert result["failed"] and result["msg"].startswith(f"state_dir: '{workdir / 'plain-file'}' cannot hold the metadata")

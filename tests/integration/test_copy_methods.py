@@ -105,8 +105,8 @@ def test_branch_taken_under_pgbench_load_recovers_and_holds_every_committed_tran
         on_xfs, dbname, image17, docker_client, method):
     production = on_xfs.run("database", name=dbname, image=image17)["branch"]
     source = docker_client.containers.get(production["container_id"])
-    run = lambda *command: source.exec_run(list(command), user="postgres")  # noqa: E731
-    assert run("pgbench", "-i", "-s", "5", "-q", dbname).exit_code == 0
+    initialised = source.exec_run(["pgbench", "-i", "-s", "5", "-q", dbname], user="postgres")
+    assert initialised.exit_code == 0, initialised.output.decode()[-1000:]
     load = subprocess.Popen(["docker", "exec", source.id, "su", "postgres", "-c",
                              f"pgbench -c 4 -j 2 -T 30 -n {dbname}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -131,7 +131,10 @@ def test_external_source_is_restored_without_its_owners_or_roles():
     script, env, stages = dump_script(job("all", EXTERNAL))
     assert stages == ["dump", "restore"]
     assert "pg_dumpall" not in script and "globals" not in script
-    assert env["SRC"] == EXTERNAL.url
+    # the URL's password never reaches a command line: it is cut out and passed by environment only
+    assert env["SRC"] == "postgresql://app@db.example.com:5432/shop"
+    assert env["SRC_PASSWORD"] == PASSWORD and env["SRC_IS_EXTERNAL"] == "1"
+    assert PASSWORD not in script
     assert env["RESTORE_DB"] == f"{TARGET.conninfo} dbname=inventory"
     assert env["RESTORE_ARGS"].split() == ["--no-owner", "--no-privileges"]
     assert "--create" not in env["RESTORE_ARGS"]
@@ -254,7 +257,8 @@ def test_script_runs_every_stage_and_filters_the_superuser_role(tools):
 def test_script_passes_schema_only_to_pg_dump(tools):
     done = run_script(tools, job("schema", EXTERNAL))
     assert check_stages(done.stdout, ["dump", "restore"]) == {"dump": 0, "restore": 0}
-    assert (tools / "log" / "pg_dump.args").read_text().split() == [f"--dbname={EXTERNAL.url}", "--format=custom",
+    passwordless = "postgresql://app@db.example.com:5432/shop"
+    assert (tools / "log" / "pg_dump.args").read_text().split() == [f"--dbname={passwordless}", "--format=custom",
                                                                     "--schema-only"]
     assert not (tools / "log" / "pg_dumpall.args").exists()
 

@@ -111,7 +111,18 @@ UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 @given(st.integers(min_value=1, max_value=10 ** 6), st.sampled_from(sorted(UNITS)))
 def test_ttl_of_a_number_and_unit(number, unit):
-    assert parse_ttl(f"{number}{unit}") == number * UNITS[unit]
+    seconds = number * UNITS[unit]
+    if seconds <= 3650 * 86400:
+        assert parse_ttl(f"{number}{unit}") == seconds
+    else:
+        with pytest.raises(InputError, match=r"^ttl: .* is longer than the longest lease, 3650d"):
+            parse_ttl(f"{number}{unit}")
+
+
+def test_ttl_boundary_is_ten_years():
+    assert parse_ttl("3650d") == 3650 * 86400
+    with pytest.raises(InputError, match=r"^ttl: '3651d' is longer than the longest lease"):
+        parse_ttl("3651d")
 
 
 @given(st.one_of(st.text(max_size=12), st.integers(), st.floats(allow_nan=True)))

@@ -267,10 +267,15 @@ def test_reset_that_also_unprotects_is_still_refused():
         plan(request(reset=True, protected=False), existing(record(protected=True)))
 
 
-def test_reset_from_itself_is_refused():
+def test_reset_of_the_default_branch_is_refused():
+    # a failed re-copy would leave the database without a default, so the default is never reset
     rec = record(parent=None)
-    with pytest.raises(InputError, match=r"^source: branch 'feature' cannot be copied from itself"):
+    with pytest.raises(InputError, match=r"^reset: branch 'feature' is the default branch of database 'inventory' "
+                                         r"and cannot be reset"):
         plan(request(reset=True), existing(rec), default="feature")
+
+
+def test_reset_from_itself_is_refused():
     with pytest.raises(InputError, match=r"^source: .*itself"):
         plan(request(reset=True, source="feature"), existing(record()))
 

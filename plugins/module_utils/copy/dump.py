@@ -11,7 +11,8 @@ exit status; a missing or non-zero status fails the copy, and stderr never enter
 from __future__ import annotations
 
 import time
-from typing import Dict
+from typing import Dict, Optional, Tuple
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ansible_collections.baseful.branching.plugins.module_utils.copy import CopyJob, CopyResult
 from ansible_collections.baseful.branching.plugins.module_utils.errors import CopyFailed
@@ -21,18 +22,25 @@ from ansible_collections.baseful.branching.plugins.module_utils.runtime import S
 # (with their password hashes); the superuser exists already in the target, so its CREATE ROLE
 # is the one line left out (pg_dumpall emits it unquoted or quoted depending on the name).
 GLOBALS = """
-{ pg_dumpall --dbname="$SRC" --globals-only --no-tablespaces; echo "globals_dump=$?" >>"$rc"; } \
+{ PGPASSWORD="$SRC_PASSWORD" pg_dumpall --dbname="$SRC" --globals-only --no-tablespaces; \
+  echo "globals_dump=$?" >>"$rc"; } \
  | { grep -v -x -F -e "CREATE ROLE $SUPERUSER;" -e "CREATE ROLE \\"$SUPERUSER\\";"; s=$?; \
      [ "$s" -le 1 ] && s=0; echo "globals_filter=$s" >>"$rc"; } \
- | { psql --dbname="$DST_ADMIN" -X -q -v ON_ERROR_STOP=1 >/dev/null; echo "globals_restore=$?" >>"$rc"; }
+ | { PGPASSWORD="$DST_PASSWORD" psql --dbname="$DST_ADMIN" -X -q -v ON_ERROR_STOP=1 >/dev/null; \
+     echo "globals_restore=$?" >>"$rc"; }
 """
 DATA = """
-{ pg_dump --dbname="$SRC" --format=custom $DUMP_ARGS; echo "dump=$?" >>"$rc"; } \
- | { pg_restore --dbname="$RESTORE_DB" --exit-on-error $RESTORE_ARGS; echo "restore=$?" >>"$rc"; }
+{ PGPASSWORD="$SRC_PASSWORD" pg_dump --dbname="$SRC" --format=custom $DUMP_ARGS; echo "dump=$?" >>"$rc"; } \
+ | { PGPASSWORD="$DST_PASSWORD" pg_restore --dbname="$RESTORE_DB" --exit-on-error $RESTORE_ARGS; \
+     echo "restore=$?" >>"$rc"; }
 """
+# Each password reaches only the processes that talk to its server, through their environment:
+# never a command line (visible in ps), and the managed password is never offered to an external
+# server. An external URL's password is cut out of the URL and comes in as SRC_PASSWORD.
 PROLOGUE = f"""
 rc=$(mktemp)
-PGPASSWORD="$(cat {SECRET_IN_CONTAINER})"; export PGPASSWORD
+DST_PASSWORD="$(cat {SECRET_IN_CONTAINER})"
+if [ -z "${{SRC_IS_EXTERNAL:-}}" ]; then SRC_PASSWORD="$DST_PASSWORD"; fi
 """
 EPILOGUE = """
 cat "$rc"; rm -f "$rc"
@@ -42,8 +50,9 @@ cat "$rc"; rm -f "$rc"
 def dump_script(job: CopyJob) -> (str, Dict[str, str], list):
     """The worker's script, its environment and the stages whose status it must report."""
     target = job.target.conninfo
+    source, source_password = split_password(job.source.url) if job.source.url else (job.source.conninfo, None)
     env = {
-        "SRC": job.source.url or job.source.conninfo,
+        "SRC": source,
         "SUPERUSER": job.user,
         "DST_ADMIN": f"{target} dbname=postgres",
         "DUMP_ARGS": "--schema-only" if job.mode == "schema" else "",
@@ -59,11 +68,22 @@ def dump_script(job: CopyJob) -> (str, Dict[str, str], list):
         env.update(RESTORE_DB=env["DST_ADMIN"], RESTORE_ARGS="--create --clean --if-exists")
     else:
         # An external server's roles are not ours to copy: objects land owned by our user.
-        env.update(RESTORE_DB=f"{target} dbname={job.dbname}", RESTORE_ARGS="--no-owner --no-privileges")
+        env.update(RESTORE_DB=f"{target} dbname={job.dbname}", RESTORE_ARGS="--no-owner --no-privileges",
+                   SRC_IS_EXTERNAL="1", SRC_PASSWORD=source_password or "")
     parts.append(DATA)
     stages += ["dump", "restore"]
     parts.append(EPILOGUE)
     return "".join(parts), env, stages
+
+
+def split_password(url: str) -> Tuple[str, Optional[str]]:
+    """The URL without its password, and the password (percent-decoded), for libpq's environment."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url, None
+    user = f"{parts.username}@" if parts.username else ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment)), unquote(parts.password)
 
 
 def check_stages(output: str, stages: list) -> Dict[str, int]:
