@@ -10,13 +10,16 @@ COLLECTIONS_PATH ?= $(HOME)/.ansible/collections
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS_PATH)
 PYTEST := $(PYTHON) -m pytest
 
-.PHONY: demo test deps images install unit integration lint sanity molecule clean
+.PHONY: demo test deps images install unit integration lint sanity molecule bench clean
 
 deps:
 	@$(PYTHON) -c "import ansible, docker, psycopg, pytest, hypothesis" 2>/dev/null \
 		&& command -v ansible-lint molecule >/dev/null \
 		|| $(PYTHON) -m pip install -q -r requirements-test.txt
-	@command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; }
+	@# debootstrap builds the test images; xfsprogs makes the reflink filesystem of the snapshot tests
+	@# and the benchmark; cron provides crontab for the expiry role.
+	@command -v debootstrap >/dev/null && command -v mkfs.xfs >/dev/null && command -v crontab >/dev/null \
+		|| { apt-get update -qq && apt-get install -y -qq debootstrap xfsprogs cron >/dev/null; }
 
 images: deps
 	@tests/images/ensure.sh 17 > build/image-17 2>build/image-17.log || { cat build/image-17.log; exit 1; }
@@ -55,6 +58,10 @@ integration: images install
 		$(PYTEST) -q -x tests/integration
 
 test: unit lint sanity integration molecule
+
+bench: images install
+	@$(PYTHON) -c "import matplotlib" 2>/dev/null || $(PYTHON) -m pip install -q matplotlib
+	$(PYTHON) benchmarks/bench.py --image $$(cat build/image-17) $(if $(BENCH_SIZES),--sizes $(BENCH_SIZES))
 
 clean:
 	rm -rf build

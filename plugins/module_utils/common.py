@@ -72,6 +72,9 @@ def run(module, operation, read_only: bool = False) -> None:
     result = dict(changed=outcome.changed, actions=outcome.actions, **outcome.values)
     if module._diff and not read_only:
         result["diff"] = dict(before=outcome.before, after=outcome.after)
+    failures = outcome.values.get("errors")
+    if failures:  # partial work (expiry) is done and reported, and the task still fails
+        module.fail_json(msg="; ".join(f"{f['database']}/{f['name']}: {f['error']}" for f in failures), **result)
     module.exit_json(**result)
 
 

@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional
 
@@ -25,7 +26,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.copy import (
     method_for,
 )
 from ansible_collections.baseful.branching.plugins.module_utils.copy.files import reflink_supported
-from ansible_collections.baseful.branching.plugins.module_utils.errors import InputError
+from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     CREATING,
     DELETING,
@@ -116,6 +117,13 @@ class Service:
 
     def _ensure_database(self, name, image, user, password, source_url) -> Outcome:
         record = self.store.database(name)
+        production = self.store.branch(name, PRODUCTION) if record is not None else None
+        if record is not None and (production is None or production.status in (CREATING, DELETING)):
+            # A create or delete of the database itself died half-way: finish removing it, then make it anew.
+            if self.check_mode:
+                return Outcome(True, ["cleanup", "create_database", "create_branch"], {}, {"name": name})
+            self._purge_database(name, self.store.branches(name))
+            record = None
         if record is not None:
             for parameter, wanted, actual in (("image", image, record.image), ("user", user, record.user)):
                 if wanted != actual:
@@ -288,6 +296,7 @@ class Service:
         """Data directory, copy and container in the order the method needs; then the record says 'running'.
         Snapshot and physical fill the data directory before the server starts (it then recovers);
         dump restores into a freshly initialised, running server."""
+        started = time.monotonic()
         os.makedirs(record.data_dir, mode=0o700)
         os.chown(record.data_dir, POSTGRES_UID, POSTGRES_UID)
         job = None
@@ -297,14 +306,22 @@ class Service:
                           Endpoint(conninfo=self._conninfo(database, record.port, dbname=None),
                                    data_dir=record.data_dir, pg_major=database.pg_major))
         if job is not None and method.fills_data_dir:
-            outcome.values["copy_result"] = method.run(job, self.runtime).as_dict()
+            outcome.values["copy_result"] = self._run_copy(method, job)
         spec = self._spec(database, record.name, record.container_name, record.port, record.data_dir)
         container_id = self.runtime.create_container(spec)
         self.store.update_branch(database.name, record.name, container_id=container_id)
         self.runtime.wait_ready(container_id, database.user, database.name)
         if job is not None and not method.fills_data_dir:
-            outcome.values["copy_result"] = method.run(job, self.runtime).as_dict()
+            outcome.values["copy_result"] = self._run_copy(method, job)
+        if job is not None:
+            outcome.values["copy_result"]["ready_seconds"] = round(time.monotonic() - started, 3)
         self.store.update_branch(database.name, record.name, status=RUNNING)
+
+    def _run_copy(self, method, job: CopyJob) -> dict:
+        if method.copies_per_source and job.source.managed and job.source.running:
+            with self.store.slot(f"{job.database}/{job.source.branch}#{method.name}", method.copies_per_source):
+                return method.run(job, self.runtime).as_dict()
+        return method.run(job, self.runtime).as_dict()
 
     def _reset(self, database, record, request, plan, outcome) -> BranchRecord:
         source = self.store.branch(database.name, plan.source)
@@ -347,21 +364,34 @@ class Service:
         if database is not None:
             validate_name("database", database)
             self._database(database)
-        moment = now()
-        due = [b for b in self.store.branches(database) if b.expired(moment)]
-        outcome = Outcome(values={"expired": [], "kept": []})
+        due = [b for b in self.store.branches(database) if b.expired(now())]
+        outcome = Outcome(values={"expired": [], "kept": [], "errors": []})
         for branch in due:
-            if branch.is_default or branch.protected:
-                outcome.values["kept"].append({"database": branch.database, "name": branch.name,
-                                               "reason": "default" if branch.is_default else "protected"})
+            try:
+                removed = self._expire_one(branch.database, branch.name, outcome)
+            except BranchingError as error:  # one branch's trouble does not stop the sweep
+                outcome.values["errors"].append({"database": branch.database, "name": branch.name, "error": str(error)})
                 continue
-            result = self.apply_branch(P.BranchRequest(branch.database, branch.name, state="absent"))
-            if result.changed:
+            if removed:
                 outcome.changed = True
                 outcome.actions.append(P.DELETE)
                 outcome.values["expired"].append({"database": branch.database, "name": branch.name,
                                                   "expires_at": branch.expires_at})
         return outcome
+
+    def _expire_one(self, database: str, name: str, outcome: Outcome) -> bool:
+        """Deletes one branch if, read again under its lock, its lease is still over: a run that renewed
+        it, or made it the default or protected, since the sweep began wins."""
+        with self.store.lock(database, shared=True), self.store.lock(f"{database}/{name}"):
+            record = self.store.branch(database, name)
+            if record is None or not record.expired(now()):
+                return False
+            if record.is_default or record.protected:
+                outcome.values["kept"].append({"database": database, "name": name,
+                                               "reason": "default" if record.is_default else "protected"})
+                return False
+            result = self._apply_branch(self._database(database), P.BranchRequest(database, name, state="absent"))
+            return result.changed
 
     # ---------------------------------------------------------------- helpers
 

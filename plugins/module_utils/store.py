@@ -225,6 +225,35 @@ class Store:
     # locks
 
     @contextmanager
+    def slot(self, key: str, slots: int, timeout: float = 3600.0) -> Iterator[int]:
+        """One of `slots` exclusive locks on `key`: at most that many holders at once; others wait."""
+        if self.read_only:
+            yield 0
+            return
+        fds = [os.open(os.path.join(self.lock_dir, f"{key.replace('/', '@')}.slot{n}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+               for n in range(slots)]
+        deadline = time.monotonic() + timeout
+        held = None
+        try:
+            while held is None:
+                for number, fd in enumerate(fds):
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        held = number
+                        break
+                    except OSError as error:
+                        if error.errno not in (errno.EAGAIN, errno.EACCES):
+                            raise
+                if held is None:
+                    if time.monotonic() > deadline:
+                        raise BranchingError(f"timed out after {timeout:.0f}s waiting for one of {slots} copy slots on {key}")
+                    time.sleep(0.1)
+            yield held
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    @contextmanager
     def lock(self, key: str, shared: bool = False, timeout: float = 600.0) -> Iterator[None]:
         """An flock on <state_dir>/locks/<key>.lock; the kernel drops it if the process dies."""
         if self.read_only:

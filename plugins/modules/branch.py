@@ -59,8 +59,16 @@ options:
     choices: [all, schema, empty]
   copy_method:
     description:
-      - How it is copied. V(dump) streams pg_dump into pg_restore. V(snapshot) and V(physical) are
-        refused by this version. V(auto) picks the fastest method that is correct for the request.
+      - How it is copied, on creation and on O(reset). Defaults to V(auto) on creation and to the recorded method on reset.
+      - V(snapshot) clones the source's data directory copy-on-write (reflinks on XFS or btrfs under O(data_root)),
+        in constant time whatever the size; a running source is frozen (docker pause) for the milliseconds the
+        clone takes, and the branch starts through ordinary crash recovery.
+      - V(physical) streams C(pg_basebackup) with its WAL from the running source straight into the branch's data
+        directory (a stopped source is copied as files), at disk speed.
+      - V(dump) streams C(pg_dump) into C(pg_restore), the only method for O(copy=schema) and O(copy=empty).
+      - V(auto) picks V(snapshot) for a full copy where O(data_root) supports reflinks, else V(physical) for a full copy,
+        else V(dump). An explicit method that cannot serve the request is refused with the reason.
+      - V(dump) reads from a running source; V(snapshot) and V(physical) also copy a stopped one.
     type: str
     choices: [auto, snapshot, physical, dump]
   ttl:
@@ -87,6 +95,8 @@ seealso:
   - module: baseful.branching.database
   - module: baseful.branching.branch_info
   - module: baseful.branching.branch_expire
+notes:
+  - A long copy can run under Ansible C(async) with C(poll); RV(copy_result) reports its method, duration and size.
 """
 
 EXAMPLES = r"""
@@ -216,7 +226,7 @@ branch:
     container_id: 4c1f0e...
     parent: production
     copy_mode: all
-    copy_method: dump
+    copy_method: snapshot
     created_at: "2026-11-23T12:00:00+00:00"
     expires_at: "2026-11-23T12:15:00+00:00"
     ttl: 900
@@ -224,10 +234,14 @@ branch:
     data_dir_exists: true
     size_bytes: 40321024
 copy_result:
-  description: How the branch was filled, when a copy ran.
+  description:
+    - How the branch was filled, when a copy ran - V(method), V(seconds), V(bytes) (size of the copied data directory
+      for V(snapshot) and V(physical); null for V(dump)), V(ready_seconds) (from the start of the copy to a server
+      that accepts connections), and for V(snapshot) V(source_pause_ms), how long a running source was frozen (null
+      when the source was stopped).
   returned: when a copy ran
   type: dict
-  sample: {method: dump, seconds: 0.81, bytes: null}
+  sample: {method: snapshot, seconds: 0.21, bytes: 40321024, ready_seconds: 0.74, source_pause_ms: 38.5}
 """
 
 from ansible.module_utils.basic import AnsibleModule

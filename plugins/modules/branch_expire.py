@@ -50,6 +50,12 @@ expired:
   type: list
   elements: dict
   sample: [{database: inventory, name: my-debug-session, expires_at: "2026-11-23T12:15:00+00:00"}]
+errors:
+  description: Expired branches that could not be removed, with the error; the others are removed all the same.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{database: inventory, name: pr-1, error: "could not ..."}]
 kept:
   description: Expired branches left in place because they are the default or protected.
   returned: always

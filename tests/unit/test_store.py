@@ -425,3 +425,24 @@ def test_the_kernel_drops_the_lock_of_a_killed_process(store, state_dir):
     assert holder.exitcode == -signal.SIGKILL
     with store.lock("inventory", timeout=2):
         pass
+
+
+def test_slots_admit_that_many_holders_and_make_the_next_wait(tmp_path):
+    import threading
+
+    first, second = Store(str(tmp_path / "state")), Store(str(tmp_path / "state"))
+    with first.slot("inventory/production#physical", 2) as one, second.slot("inventory/production#physical", 2) as two:
+        assert {one, two} == {0, 1}
+        third = Store(str(tmp_path / "state"))
+        with pytest.raises(BranchingError, match="timed out after 0s waiting for one of 2 copy slots"):
+            with third.slot("inventory/production#physical", 2, timeout=0.3):
+                pass
+    got = []
+    holder = Store(str(tmp_path / "state"))
+    with holder.slot("k", 1):
+        waiter = threading.Thread(target=lambda: got.append(Store(str(tmp_path / "state")).slot("k", 1).__enter__()))
+        waiter.start()
+        waiter.join(0.3)
+        assert got == []  # still waiting while the only slot is held
+    waiter.join(5)
+    assert got == [0]

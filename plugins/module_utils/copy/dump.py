@@ -100,6 +100,7 @@ def check_stages(output: str, stages: list) -> Dict[str, int]:
 
 
 class DumpCopy:
+    copies_per_source = None  # no limit of its own
     name = "dump"
     fills_data_dir = False  # restores into a running, freshly initialised server
     needs_running_source = True

@@ -30,6 +30,10 @@ class PhysicalCopy:
     name = "physical"
     fills_data_dir = True
     needs_running_source = False
+    # One at a time per source, others wait their turn: concurrent base backups' fast checkpoints
+    # can recycle a WAL segment before another backup's temporary slot reserves it ("requested WAL
+    # segment has already been removed"), and each holds two of the source's max_wal_senders.
+    copies_per_source = 1
 
     def run(self, job: CopyJob, runtime) -> CopyResult:
         started = time.monotonic()

@@ -26,6 +26,7 @@ def forget_running_server(data_dir: str) -> None:
 
 
 class SnapshotCopy:
+    copies_per_source = None  # no limit of its own
     name = "snapshot"
     fills_data_dir = True
     needs_running_source = False

@@ -1,0 +1,285 @@
+"""make bench: time to a branch that accepts connections, per copy method, against the ways people
+copy today, at several database sizes, all in one run on one XFS (reflink) data root.
+
+Compared, for each size (pgbench data):
+  baseful     Baseful's way: a new container, then `pg_dump | psql` from the source container
+  hand-dump   the best hand-run logical copy: `pg_dump -Fd -j N` then `pg_restore -j N`
+  dump        this collection, copy_method dump, through the module
+  physical    this collection, copy_method physical, through the module
+  snapshot    this collection, copy_method snapshot, through the module
+  cp -a       a raw `cp -a --reflink=never` of the data directory: the disk's limit for a full copy
+and, at the largest size: the source's worst commit latency while a snapshot is taken under
+pgbench load, and the disk 10 snapshot branches use. Prints a table with ratios, writes
+benchmarks/latest/results.json and benchmarks/latest/plot.png.
+
+Module times are the module's own `copy_result.ready_seconds` (copy start to a server accepting
+connections), so Ansible's start-up is not counted; the wall time of the whole ansible call is
+recorded too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import docker
+import psycopg
+
+HERE = Path(__file__).resolve().parent
+WORK = Path(os.environ.get("BENCH_WORKDIR", "/var/tmp/baseful-bench"))
+SCALE_PER_GB = 68  # pgbench scale factor giving about 1 GB
+PORTS = "54800-54899"
+
+
+def sh(*command: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(command, check=True, text=True, capture_output=True, **kwargs)
+
+
+@contextmanager
+def xfs_root(size_gb: int):
+    image, mount = WORK / "xfs.img", WORK / "xfs"
+    mount.mkdir(parents=True, exist_ok=True)
+    sh("truncate", "-s", f"{size_gb}G", str(image))
+    sh("mkfs.xfs", "-q", "-f", "-m", "reflink=1", str(image))
+    sh("mount", "-o", "loop", str(image), str(mount))
+    try:
+        yield mount
+    finally:
+        client = docker.from_env()
+        for container in client.containers.list(all=True):
+            if any(m.get("Source", "").startswith(str(WORK)) for m in container.attrs.get("Mounts", [])):
+                container.remove(force=True)
+        sh("umount", str(mount))
+        image.unlink()
+
+
+class Module:
+    """Calls a module of the installed collection the way a user's ad-hoc command does."""
+
+    def __init__(self, placement: dict):
+        self.placement = placement
+
+    def __call__(self, module: str, **args) -> dict:
+        env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+                   ANSIBLE_PYTHON_INTERPRETER=shutil.which("python3"))
+        started = time.monotonic()
+        done = subprocess.run(["ansible", "localhost", "-m", f"baseful.branching.{module}",
+                               "-a", json.dumps(dict(self.placement, **args))],
+                              env=env, capture_output=True, text=True, check=False)
+        wall = time.monotonic() - started
+        result = json.loads(done.stdout[done.stdout.index("{"):])["plays"][0]["tasks"][0]["hosts"]["localhost"]
+        if result.get("failed"):
+            raise RuntimeError(f"{module} {args}: {result.get('msg')}")
+        result["wall_seconds"] = round(wall, 3)
+        return result
+
+
+def wait_ready(container, user="postgres") -> None:
+    while container.exec_run(["pg_isready", "-q", "-h", "127.0.0.1", "-U", user]).exit_code != 0:
+        container.reload()
+        if container.status == "exited":
+            raise RuntimeError(container.logs()[-500:])
+        time.sleep(0.05)
+
+
+def fresh_container(client, image: str, data_dir: Path, name: str, password: str):
+    data_dir.mkdir(parents=True)
+    os.chown(data_dir, 999, 999)
+    container = client.containers.run(image, detach=True, name=name, network="baseful",
+                                      environment={"POSTGRES_PASSWORD": password},
+                                      mounts=[docker.types.Mount("/var/lib/postgresql/data", str(data_dir), type="bind")],
+                                      labels={"baseful-bench": "1"})
+    wait_ready(container)
+    return container
+
+
+def baseful_way(client, image, source, dbname, root: Path, password: str) -> float:
+    """New container, then pg_dump | psql between the containers (Baseful's branch creation)."""
+    name = f"bench-baseful-{secrets.token_hex(3)}"
+    started = time.monotonic()
+    target = fresh_container(client, image, root / name, name, password)
+    target.exec_run(["createdb", "-U", "postgres", dbname])
+    pipeline = (f"docker exec {source.id} pg_dump -U postgres {dbname} "
+                f"| docker exec -i {target.id} psql -q -X -v ON_ERROR_STOP=1 -U postgres -d {dbname} >/dev/null")
+    sh("bash", "-o", "pipefail", "-c", pipeline)
+    seconds = time.monotonic() - started
+    target.remove(force=True)
+    shutil.rmtree(root / name)
+    return seconds
+
+
+def hand_dump(client, image, source, dbname, root: Path, password: str, jobs: int) -> float:
+    """The best hand-run logical copy: directory-format dump and restore, both parallel."""
+    name = f"bench-hand-{secrets.token_hex(3)}"
+    started = time.monotonic()
+    target = fresh_container(client, image, root / name, name, password)
+    source.reload()
+    host = source.attrs["NetworkSettings"]["Networks"]["baseful"]["IPAddress"]
+    script = (f"set -e; createdb -U postgres {dbname}; "
+              f"PGPASSWORD=\"$SRCPW\" pg_dump -h {host} -U postgres -Fd -j {jobs} -f /tmp/dump {dbname}; "
+              f"pg_restore -U postgres -j {jobs} -d {dbname} /tmp/dump; rm -rf /tmp/dump")
+    ran = target.exec_run(["sh", "-c", script], environment={"SRCPW": password}, user="postgres")
+    if ran.exit_code != 0:
+        raise RuntimeError(ran.output.decode()[-1000:])
+    seconds = time.monotonic() - started
+    target.remove(force=True)
+    shutil.rmtree(root / name)
+    return seconds
+
+
+def raw_copy(data_dir: str, root: Path) -> float:
+    target = root / f"bench-cp-{secrets.token_hex(3)}"
+    started = time.monotonic()
+    sh("cp", "-a", "--reflink=never", data_dir, str(target))
+    seconds = time.monotonic() - started
+    shutil.rmtree(target)
+    return seconds
+
+
+def stall_during_snapshot(module: Module, database: str, source, url: str) -> dict:
+    """The worst commit latency a writer sees on the source while a snapshot is taken under load."""
+    latencies: list[tuple[float, float]] = []
+    stop = threading.Event()
+
+    def writer():
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS bench_ticks (at timestamptz DEFAULT now())")
+            while not stop.is_set():
+                began = time.monotonic()
+                conn.execute("INSERT INTO bench_ticks DEFAULT VALUES")
+                latencies.append((began, time.monotonic() - began))
+
+    load = subprocess.Popen(["docker", "exec", source.id, "su", "postgres", "-c",
+                             f"pgbench -n -c 2 -j 2 -T 20 {database}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    thread = threading.Thread(target=writer)
+    thread.start()
+    time.sleep(3)
+    before = [lat for _t, lat in latencies]
+    window_start = time.monotonic()
+    result = module("branch", database=database, name="stall-probe", copy_method="snapshot")
+    window_end = time.monotonic()
+    time.sleep(1)
+    stop.set()
+    thread.join()
+    load.wait()
+    module("branch", database=database, name="stall-probe", state="absent")
+    during = [lat for t, lat in latencies if window_start <= t <= window_end]
+    return {"source_pause_ms": result["copy_result"]["source_pause_ms"],
+            "worst_commit_ms_during": round(max(during) * 1000, 1) if during else None,
+            "worst_commit_ms_before": round(max(before) * 1000, 1) if before else None,
+            "commits_during": len(during)}
+
+
+def used_bytes(path: Path) -> int:
+    stats = os.statvfs(path)
+    return (stats.f_blocks - stats.f_bfree) * stats.f_frsize
+
+
+def bench_size(size_gb: int, image: str, module: Module, root: Path, client, jobs: int) -> dict:
+    database = f"bench{size_gb}g"
+    production = module("database", name=database, image=image)["branch"]
+    source = client.containers.get(production["container_id"])
+    password = production["url"].split(":")[2].split("@")[0]
+    loaded = source.exec_run(["pgbench", "-i", "-q", "-s", str(SCALE_PER_GB * size_gb), database], user="postgres")
+    if loaded.exit_code != 0:
+        raise RuntimeError(loaded.output.decode()[-1000:])
+    with psycopg.connect(production["url"], autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+        db_bytes = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+    row = {"size_gb": size_gb, "database_bytes": db_bytes, "data_dir_bytes": None}
+    row["baseful"] = round(baseful_way(client, image, source, database, root, password), 3)
+    row["hand-dump"] = round(hand_dump(client, image, source, database, root, password, jobs), 3)
+    for method in ("dump", "physical", "snapshot"):
+        result = module("branch", database=database, name=f"m-{method}", copy_method=method)
+        row[method] = result["copy_result"]["ready_seconds"]
+        row[f"{method}_wall"] = result["wall_seconds"]
+        module("branch", database=database, name=f"m-{method}", state="absent")
+    row["cp -a"] = round(raw_copy(production["data_dir"], root), 3)
+    row["data_dir_bytes"] = int(sh("du", "-sb", production["data_dir"]).stdout.split()[0])
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    methods = ["baseful", "hand-dump", "dump", "physical", "snapshot", "cp -a"]
+    lines = ["| size | " + " | ".join(methods) + " | baseful / snapshot | physical / cp -a | dump / hand-dump |",
+             "|---|" + "---|" * (len(methods) + 3)]
+    for row in rows:
+        cells = [f"{row[m]:.2f} s" for m in methods]
+        ratios = [row["baseful"] / row["snapshot"], row["physical"] / row["cp -a"], row["dump"] / row["hand-dump"]]
+        lines.append(f"| {row['database_bytes'] / 2**30:.2f} GB | " + " | ".join(cells) + " | "
+                     + " | ".join(f"{r:.2f}x" for r in ratios) + " |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(figsize=(7, 4.2))
+    sizes = [r["database_bytes"] / 2**30 for r in rows]
+    for method, style in (("baseful", "o-"), ("hand-dump", "s-"), ("dump", "v-"), ("physical", "^-"),
+                          ("cp -a", "x--"), ("snapshot", "D-")):
+        axes.plot(sizes, [r[method] for r in rows], style, label=method)
+    axes.set_yscale("log")
+    axes.set_xlabel("database size (GB, pgbench)")
+    axes.set_ylabel("seconds to a branch accepting connections")
+    axes.set_title("baseful.branching: time to a ready branch")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default=os.environ.get("BENCH_SIZES", "1,5"), help="GB, comma separated")
+    parser.add_argument("--image", default=os.environ.get("BENCH_IMAGE", "postgres:17"))
+    parser.add_argument("--snapshots", type=int, default=10)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    jobs = os.cpu_count() or 2
+    WORK.mkdir(parents=True, exist_ok=True)
+    client = docker.from_env()
+    results = {"machine": {"cpus": jobs, "image": args.image}, "rows": []}
+    with xfs_root(4 * max(sizes) + 8) as root:
+        placement = {"state_dir": str(WORK / "state"), "data_root": str(root), "port_range": PORTS}
+        module = Module(placement)
+        try:
+            for size in sizes:
+                row = bench_size(size, args.image, module, root, client, jobs)
+                results["rows"].append(row)
+                print(json.dumps(row), flush=True)
+                if size != max(sizes):
+                    module("database", name=f"bench{size}g", state="absent")
+            largest = f"bench{max(sizes)}g"
+            production = module("branch_info", database=largest)["branches"][0]
+            source = client.containers.get(production["container_id"])
+            results["stall"] = stall_during_snapshot(module, largest, source, production["url"])
+            before = used_bytes(root)
+            for n in range(args.snapshots):
+                module("branch", database=largest, name=f"snap-{n}", copy_method="snapshot")
+            extra = used_bytes(root) - before
+            results["snapshots"] = {"count": args.snapshots, "extra_bytes": extra,
+                                    "extra_percent_of_source": round(100 * extra / results["rows"][-1]["data_dir_bytes"], 2)}
+        finally:
+            module("database", name=f"bench{max(sizes)}g", state="absent")
+    out = HERE / "latest"
+    out.mkdir(exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(results["rows"], out / "plot.png")
+    (out / "table.md").write_text(table(results["rows"]) + "\n")
+    print(table(results["rows"]))
+    print(f"snapshot under pgbench load: {results['stall']}")
+    print(f"{args.snapshots} snapshot branches: {results['snapshots']}")
+
+
+if __name__ == "__main__":
+    main()
