@@ -51,6 +51,7 @@ lint: deps
 	antsibull-changelog lint
 
 molecule: images install
+	molecule reset >/dev/null  # its state under ~/.ansible/tmp must not make it skip prepare
 	BASEFUL_IMAGE_17=$$(cat build/image-17) molecule test
 
 integration: images install

@@ -235,8 +235,8 @@ branch:
     size_bytes: 40321024
 copy_result:
   description:
-    - How the branch was filled, when a copy ran - V(method), V(seconds), V(bytes) (size of the copied data directory
-      for V(snapshot) and V(physical); null for V(dump)), V(ready_seconds) (from the start of the copy to a server
+    - How the branch was filled, when a copy ran - V(method), V(seconds), V(bytes) (size of the branch's data directory
+      after the copy), V(ready_seconds) (from the start of the copy to a server
       that accepts connections), and for V(snapshot) V(source_pause_ms), how long a running source was frozen (null
       when the source was stopped).
   returned: when a copy ran

@@ -125,7 +125,7 @@ copy_result:
   description: How production was seeded from O(source_url).
   returned: when a copy ran
   type: dict
-  sample: {method: dump, seconds: 1.42, bytes: null}
+  sample: {method: dump, seconds: 1.42, bytes: 48211968, ready_seconds: 2.9}
 """
 
 from ansible.module_utils.basic import AnsibleModule

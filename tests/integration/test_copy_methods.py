@@ -130,3 +130,16 @@ def test_branch_taken_under_pgbench_load_recovers_and_holds_every_committed_tran
     assert checked.exit_code == 0, checked.output.decode()[-2000:]
     if method == "snapshot":
         assert branch["copy_result"]["source_pause_ms"] < 5000
+
+
+def test_a_copy_runs_under_async_and_poll_and_reports_its_figures(ansible, database, dbname):
+    task = {"baseful.branching.branch": {"database": dbname, "name": "in-background"}, "async": 300, "poll": 1,
+            "register": "made"}
+    result = ansible.play([task])[0]
+    assert not result.get("failed"), result.get("msg")
+    figures = result["copy_result"]
+    assert figures["method"] == "physical" and figures["bytes"] > 10_000_000
+    assert 0 < figures["seconds"] <= figures["ready_seconds"]
+    assert query(result["branch"]["url"], "SELECT count(*) FROM stock") == [(500,)]
+    dumped = ansible.run("branch", database=dbname, name="dumped", copy_method="dump")["copy_result"]
+    assert dumped["method"] == "dump" and dumped["bytes"] > 10_000_000

@@ -15,6 +15,7 @@ from typing import Dict, Optional, Tuple
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ansible_collections.baseful.branching.plugins.module_utils.copy import CopyJob, CopyResult
+from ansible_collections.baseful.branching.plugins.module_utils.copy.files import tree_size
 from ansible_collections.baseful.branching.plugins.module_utils.errors import CopyFailed
 from ansible_collections.baseful.branching.plugins.module_utils.runtime import SECRET_IN_CONTAINER
 
@@ -118,4 +119,4 @@ class DumpCopy:
                 raise CopyFailed(f"copy of branch {job.branch!r} failed: {error}: {' | '.join(detail)}") from error
             if code != 0:
                 raise CopyFailed(f"copy of branch {job.branch!r} failed: worker exited {code}: {stderr.strip()[-300:]}")
-        return CopyResult(self.name, time.monotonic() - started)
+        return CopyResult(self.name, time.monotonic() - started, tree_size(job.target.data_dir))
