@@ -223,7 +223,7 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    figure, axes = plt.subplots(figsize=(7, 4.2))
+    figure, axes = plt.subplots(figsize=(8.5, 4.2))
     sizes = [r["database_bytes"] / 2**30 for r in rows]
     for method, style in (("baseful", "o-"), ("hand-dump", "s-"), ("dump", "v-"), ("physical", "^-"),
                           ("cp -a", "x--"), ("snapshot", "D-")):
@@ -233,7 +233,7 @@ def plot(rows: list[dict], path: Path) -> None:
     axes.set_ylabel("seconds to a branch accepting connections")
     axes.set_title("baseful.branching: time to a ready branch")
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend()
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
