@@ -272,6 +272,12 @@ class DockerRuntime:
         finally:
             worker.remove(force=True)
 
+    def checkpoint(self, name_or_id: str, user: str) -> None:
+        result = self.client.containers.get(name_or_id).exec_run(
+            ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", "postgres", "-c", "CHECKPOINT"], user="postgres")
+        if result.exit_code != 0:
+            raise BranchingError(f"CHECKPOINT on {name_or_id} failed: {result.output.decode(errors='replace').strip()[-300:]}")
+
     @contextmanager
     def paused(self, name_or_id: str) -> Iterator["Pause"]:
         """Freezes a container's processes for the body and measures for how long."""
