@@ -15,6 +15,7 @@ import secrets
 import shutil
 import socket
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional
 
@@ -25,7 +26,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.copy import (
     choose_method,
     method_for,
 )
-from ansible_collections.baseful.branching.plugins.module_utils.copy.files import reflink_supported
+from ansible_collections.baseful.branching.plugins.module_utils.copy.files import reflink_supported, tree_size
 from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     CREATING,
@@ -283,10 +284,10 @@ class Service:
 
     def _copy_method(self, database: DatabaseRecord, source: Endpoint, mode: str, requested: str):
         """The method that serves this copy; refuses one that cannot, before anything is made."""
-        full_local_copy = mode == "all" and source.managed and source.pg_major == database.pg_major
-        copy_on_write = full_local_copy and reflink_supported(self.placement.data_root)
-        method = method_for(choose_method(requested, mode, same_major=source.pg_major in (None, database.pg_major),
-                                          external_source=not source.managed, copy_on_write=copy_on_write))
+        same_major, external = source.pg_major in (None, database.pg_major), not source.managed
+        # The reflink probe writes two temporary files: only worth it where a snapshot could serve.
+        copy_on_write = mode == "all" and same_major and not external and reflink_supported(self.placement.data_root)
+        method = method_for(choose_method(requested, mode, same_major, external, copy_on_write))
         if method.needs_running_source and not source.running:
             raise InputError("source", f"branch {source.branch!r} of database {database.name!r} is stopped; "
                              f"a {method.name} copy reads from a running server: start it first (state: started)")
@@ -318,10 +319,10 @@ class Service:
         self.store.update_branch(database.name, record.name, status=RUNNING)
 
     def _run_copy(self, method, job: CopyJob) -> dict:
-        if method.copies_per_source and job.source.managed and job.source.running:
-            with self.store.slot(f"{job.database}/{job.source.branch}#{method.name}", method.copies_per_source):
-                return method.run(job, self.runtime).as_dict()
-        return method.run(job, self.runtime).as_dict()
+        limited = method.copies_per_source and job.source.managed and job.source.running
+        with self.store.slot(f"{job.database}/{job.source.branch}#{method.name}", method.copies_per_source) \
+                if limited else nullcontext():
+            return method.run(job, self.runtime).as_dict()
 
     def _reset(self, database, record, request, plan, outcome) -> BranchRecord:
         source = self.store.branch(database.name, plan.source)
@@ -470,7 +471,7 @@ class Service:
             container_name=record.container_name, container_id=record.container_id, parent=record.parent,
             copy_mode=record.copy_mode, copy_method=record.copy_method, created_at=record.created_at,
             expires_at=record.expires_at, data_dir=record.data_dir, ttl=record.ttl_seconds,
-            size_bytes=_disk_usage(record.data_dir) if exists else None, data_dir_exists=exists,
+            size_bytes=tree_size(record.data_dir, allocated=True) if exists else None, data_dir_exists=exists,
         )
 
 
@@ -496,14 +497,3 @@ def _port_free(address: str, port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _disk_usage(path: str) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for entry in files:
-            try:
-                total += os.lstat(os.path.join(root, entry)).st_blocks * 512
-            except FileNotFoundError:
-                pass
-    return total

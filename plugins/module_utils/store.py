@@ -227,55 +227,44 @@ class Store:
     @contextmanager
     def slot(self, key: str, slots: int, timeout: float = 3600.0) -> Iterator[int]:
         """One of `slots` exclusive locks on `key`: at most that many holders at once; others wait."""
-        if self.read_only:
-            yield 0
-            return
-        fds = [os.open(os.path.join(self.lock_dir, f"{key.replace('/', '@')}.slot{n}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-               for n in range(slots)]
-        deadline = time.monotonic() + timeout
-        held = None
-        try:
-            while held is None:
-                for number, fd in enumerate(fds):
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        held = number
-                        break
-                    except OSError as error:
-                        if error.errno not in (errno.EAGAIN, errno.EACCES):
-                            raise
-                if held is None:
-                    if time.monotonic() > deadline:
-                        raise BranchingError(f"timed out after {timeout:.0f}s waiting for one of {slots} copy slots on {key}")
-                    time.sleep(0.1)
+        stem = key.replace("/", "@")
+        with self._first_free([f"{stem}.slot{n}.lock" for n in range(slots)], fcntl.LOCK_EX, timeout,
+                              f"one of {slots} copy slots on {key}") as held:
             yield held
-        finally:
-            for fd in fds:
-                os.close(fd)
 
     @contextmanager
     def lock(self, key: str, shared: bool = False, timeout: float = 600.0) -> Iterator[None]:
-        """An flock on <state_dir>/locks/<key>.lock; the kernel drops it if the process dies."""
-        if self.read_only:
+        """An flock on <state_dir>/locks/<key>.lock."""
+        with self._first_free([key.replace("/", "@") + ".lock"], fcntl.LOCK_SH if shared else fcntl.LOCK_EX, timeout,
+                              f"the lock on {key}; another run is working on it"):
             yield
+
+    @contextmanager
+    def _first_free(self, names: List[str], mode: int, timeout: float, waiting_for: str) -> Iterator[int]:
+        """Holds the first of the lock files `names` that can be had in `mode`, polling until `timeout`;
+        the kernel drops it if the process dies. Read-only stores take no locks."""
+        if self.read_only:
+            yield 0
             return
-        path = os.path.join(self.lock_dir, key.replace("/", "@") + ".lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+        fds = [os.open(os.path.join(self.lock_dir, name), os.O_RDWR | os.O_CREAT, 0o600) for name in names]
         deadline = time.monotonic() + timeout
         try:
             while True:
-                try:
-                    fcntl.flock(fd, mode)
-                    break
-                except OSError as error:
-                    if error.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
-                        raise BranchingError(f"timed out after {timeout:.0f}s waiting for the lock on {key}; "
-                                             "another run is working on it") from error
-                    time.sleep(0.05)
-            yield
+                for number, fd in enumerate(fds):
+                    try:
+                        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                    except OSError as error:
+                        if error.errno not in (errno.EAGAIN, errno.EACCES):
+                            raise
+                        continue
+                    yield number
+                    return
+                if time.monotonic() > deadline:
+                    raise BranchingError(f"timed out after {timeout:.0f}s waiting for {waiting_for}")
+                time.sleep(0.05)
         finally:
-            os.close(fd)
+            for fd in fds:
+                os.close(fd)
 
 
 def _branch(row: sqlite3.Row) -> BranchRecord:

@@ -38,13 +38,15 @@ def copy_tree(source: str, target: str, reflink: str) -> None:
         raise CopyFailed(f"copying {source} to {target} failed: {done.stderr.strip()[-300:]}")
 
 
-def tree_size(path: str) -> int:
-    """Apparent size of the files under `path`, in bytes."""
+def tree_size(path: str, allocated: bool = False) -> int:
+    """Bytes of the files under `path`: their apparent size, or with `allocated` the disk blocks
+    they hold (what `du` shows)."""
     total = 0
     for root, _dirs, files in os.walk(path):
         for entry in files:
             try:
-                total += os.lstat(os.path.join(root, entry)).st_size
+                status = os.lstat(os.path.join(root, entry))
             except FileNotFoundError:
-                pass
+                continue  # removed while we walk: a running server recycles WAL
+            total += status.st_blocks * 512 if allocated else status.st_size
     return total
