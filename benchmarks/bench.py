@@ -263,18 +263,17 @@ def main() -> None:
             production = module("branch_info", database=largest)["branches"][0]
             source = client.containers.get(production["container_id"])
             results["stall"] = stall_during_snapshot(module, largest, source, production["url"])
-            # Baseline once the source's WAL has settled after the load (each checkpoint recycles old
-            # segments), so neither WAL growth nor its shrinking is credited to the branches.
-            with psycopg.connect(production["url"], autocommit=True) as conn:
-                for _round in range(3):
-                    conn.execute("SELECT pg_switch_wal()")
-                    conn.execute("CHECKPOINT")
-            sh("sync")
-            before = used_bytes(root)
+            # The disk the branches hold is what deleting them frees: measured with them and right
+            # after they are gone, so the source's own WAL growth or recycling during their creation
+            # is not credited to them (a baseline taken before them was, and came out negative).
             for n in range(args.snapshots):
                 module("branch", database=largest, name=f"snap-{n}", copy_method="snapshot")
             sh("sync")
-            extra = used_bytes(root) - before
+            with_branches = used_bytes(root)
+            for n in range(args.snapshots):
+                module("branch", database=largest, name=f"snap-{n}", state="absent")
+            sh("sync")
+            extra = with_branches - used_bytes(root)
             results["snapshots"] = {"count": args.snapshots, "extra_bytes": extra,
                                     "extra_percent_of_source": round(100 * extra / results["rows"][-1]["data_dir_bytes"], 2)}
         finally:

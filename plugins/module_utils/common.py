@@ -6,13 +6,20 @@ turns the service's outcome into a module result (changed, actions, diff) or one
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import os
+import socket
 import traceback
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 
 from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
-from ansible_collections.baseful.branching.plugins.module_utils.model import parse_port_range
+from ansible_collections.baseful.branching.plugins.module_utils.model import (
+    parse_port_range,
+    validate_docker_options,
+    validate_network,
+)
 from ansible_collections.baseful.branching.plugins.module_utils.runtime import (
     DOCKER_IMPORT_ERROR,
     HAS_DOCKER,
@@ -57,6 +64,10 @@ def run(module, operation, read_only: bool = False) -> None:
     service = None
     try:
         _validate_bind_address(params["bind_address"])
+        validate_network(params["network"])
+        for parameter in ("state_dir", "data_root"):
+            _validate_directory(parameter, params[parameter])
+        validate_docker_options(params["docker_host"], params["api_version"], params["timeout"])
         placement = Placement(params["state_dir"], params["data_root"], params["network"], params["bind_address"],
                               parse_port_range(params["port_range"]))
         connection = DockerConnection(**{name: params[name] for name in DOCKER_OPTIONS})
@@ -80,7 +91,35 @@ def run(module, operation, read_only: bool = False) -> None:
 
 def _validate_bind_address(value: str) -> None:
     try:
-        ipaddress.ip_address(value)
+        address = ipaddress.ip_address(value)
     except ValueError:
         raise InputError("bind_address", f"{value!r} is not an IP address; use for example 127.0.0.1 (the default) "
                          "or 0.0.0.0 to listen on every interface") from None
+    with socket.socket(socket.AF_INET6 if address.version == 6 else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((value, 0))
+        except OSError as error:
+            if error.errno == errno.EADDRNOTAVAIL:
+                raise InputError("bind_address", f"{value!r} is not an address of this host; use one of its own "
+                                 "addresses, 127.0.0.1 (the default) or 0.0.0.0") from None
+
+
+SYSTEM_TREES = ("/proc", "/sys", "/dev")
+
+
+def _validate_directory(parameter: str, path) -> None:
+    """A directory the modules can create or use: absolute (a module's working directory is a temporary
+    one), outside the kernel's trees, and with no file where a directory has to be."""
+    if path is None and parameter == "data_root":
+        return  # defaults to <state_dir>/data
+    if not path or not os.path.isabs(path):
+        raise InputError(parameter, f"{path!r} is not an absolute directory path; use for example /var/lib/baseful")
+    real = os.path.realpath(path)
+    for tree in SYSTEM_TREES:
+        if real == tree or real.startswith(tree + "/"):
+            raise InputError(parameter, f"{path!r} is inside {tree}, which cannot hold data; use for example /var/lib/baseful")
+    existing = real
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise InputError(parameter, f"{path!r} cannot be a directory: {existing} is a file")

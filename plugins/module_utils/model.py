@@ -9,7 +9,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Optional
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from ansible_collections.baseful.branching.plugins.module_utils.errors import InputError
 
@@ -18,15 +18,23 @@ ROLE_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 TTL_PATTERN = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$", re.ASCII)
 TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 TTL_MAX_SECONDS = 3650 * 86400
+NETWORK_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}", re.ASCII)
+DOCKER_HOST_PATTERN = re.compile(r"(unix|tcp|ssh|http|https|npipe)://[^\s]+", re.ASCII)
+API_VERSION_PATTERN = re.compile(r"auto|\d{1,2}\.\d{1,3}", re.ASCII)
+TIMEOUT_RANGE = range(1, 86401)
+PASSWORD_MAX_LENGTH = 1000
 
 PRODUCTION = "production"
 COPY_MODES = ("all", "schema", "empty")
 COPY_METHODS = ("auto", "snapshot", "physical", "dump")
 BRANCH_STATES = ("present", "started", "stopped", "absent", "default")
 
-# Record statuses: 'creating' and 'deleting' mark work in progress; a record left in one of them
-# by a crash is cleaned up by the next apply. Live statuses come from Docker.
-CREATING, DELETING, RUNNING, STOPPED, MISSING = "creating", "deleting", "running", "stopped", "missing"
+# Record statuses: 'creating', 'resetting' and 'deleting' mark work in progress; a record left in one
+# of them by a crash is finished by the next apply: a create or delete is cleaned up (and a create made
+# anew if wanted), a reset is done again, keeping the branch's name, port, lease and parent. Live
+# statuses come from Docker.
+CREATING, RESETTING, DELETING = "creating", "resetting", "deleting"
+RUNNING, STOPPED, MISSING = "running", "stopped", "missing"
 
 
 def validate_name(parameter: str, value: Optional[str]) -> str:
@@ -50,9 +58,50 @@ def validate_role(parameter: str, value: str) -> str:
     return value
 
 
+def validate_network(value) -> None:
+    if not isinstance(value, str) or not NETWORK_PATTERN.fullmatch(value):
+        raise InputError("network", f"{value!r} is not a Docker network name; use 1 to 63 characters: a letter or "
+                         "digit first, then letters, digits, '_', '.' or '-'")
+
+
+def validate_docker_options(docker_host, api_version, timeout) -> None:
+    if not isinstance(docker_host, str) or not DOCKER_HOST_PATTERN.fullmatch(docker_host):
+        raise InputError("docker_host", f"{docker_host!r} is not a Docker daemon address; use unix:///path/to/docker.sock, "
+                         "tcp://host:port or ssh://user@host")
+    if not isinstance(api_version, str) or not API_VERSION_PATTERN.fullmatch(api_version):
+        raise InputError("api_version", f"{api_version!r} is not a Docker API version; use auto (the default) or a "
+                         "version such as 1.41")
+    if timeout not in TIMEOUT_RANGE:
+        raise InputError("timeout", f"{timeout!r} is not a number of seconds from 1 to 86400")
+
+
+def validate_password(value: Optional[str]) -> None:
+    """Never echoes the value: it is a secret, even when it is a bad one."""
+    if value is None:
+        return
+    if not value or len(value) > PASSWORD_MAX_LENGTH or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise InputError("password", f"the value given is not usable; use 1 to {PASSWORD_MAX_LENGTH} characters without "
+                         "control characters (a newline would be cut off by the image's entrypoint), or omit it to "
+                         "have one generated")
+
+
+def validate_source_url(value: Optional[str]) -> None:
+    """Never echoes the value: it may hold a password."""
+    if value is None:
+        return
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme in ("postgresql", "postgres") and bool(parts.hostname) and (parts.port or 1) > 0
+    except ValueError:
+        valid = False
+    if not valid:
+        raise InputError("source_url", "the value given is not a PostgreSQL URL with a host; use "
+                         "postgresql://user:password@host:port/dbname")
+
+
 def parse_ttl(value) -> Optional[int]:
     """Seconds of a lease: an integer number of seconds or '30s', '15m', '2h', '1d'."""
-    if value is None or value == "":
+    if value is None:
         return None
     match = TTL_PATTERN.match(str(value))
     seconds = int(match.group(1)) * TTL_UNITS[match.group(2)] if match else 0

@@ -17,6 +17,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.model import (
     CREATING,
     DELETING,
     MISSING,
+    RESETTING,
     RUNNING,
     STOPPED,
     BranchRecord,
@@ -82,6 +83,8 @@ def plan_branch(request: BranchRequest, actual: ActualBranch, default_branch: Op
 
     if request.state == "absent":
         return _plan_absent(request, actual, record, default_branch, plan, in_progress)
+    if request.source is not None:
+        _source_for(request, None, branch_names)  # a wrong source is refused even where no copy needs it
 
     if in_progress or (record is None and actual.stray_containers):
         plan.actions.append(CLEANUP)
@@ -140,6 +143,11 @@ def _plan_create(request, default_branch, branch_names, plan) -> Plan:
 def _plan_existing(request, actual, record, default_branch, branch_names, plan) -> Plan:
     after = replace(record)
     status = actual.container_status
+    if record.status == RESETTING:
+        request = replace(request, reset=True)  # a reset that died half-way is done again first
+    elif not request.reset and not actual.data_dir_exists:
+        raise InputError("name", f"branch {record.name!r} has lost its data directory {record.data_dir}; "
+                         "it cannot be recovered: delete it (state: absent) or reset it (reset: true)")
     if request.reset:
         if record.protected:
             raise InputError("reset", f"branch {record.name!r} is protected and cannot be reset; "
@@ -154,9 +162,6 @@ def _plan_existing(request, actual, record, default_branch, branch_names, plan) 
         after.copy_method = request.copy_method or record.copy_method or "auto"
         status = RUNNING
     elif status == MISSING or (request.port is not None and request.port != record.port):
-        if not actual.data_dir_exists:
-            raise InputError("name", f"branch {record.name!r} has lost its data directory {record.data_dir}; "
-                             "it cannot be recovered: delete it (state: absent) or reset it (reset: true)")
         plan.actions.append(RECREATE_CONTAINER)
         # A port change keeps a stopped branch stopped unless asked otherwise; a lost container is
         # brought back running, as a new branch would be.

@@ -18,6 +18,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.errors import (
     DockerUnavailable,
     InputError,
 )
+from ansible_collections.baseful.branching.plugins.module_utils.faults import injection_point
 from ansible_collections.baseful.branching.plugins.module_utils.model import MISSING, RUNNING, STOPPED
 
 try:
@@ -40,6 +41,9 @@ PGDATA = "/var/lib/postgresql/data"
 SECRET_IN_CONTAINER = "/run/secrets/baseful-password"
 TARGET_IN_WORKER = "/target"
 READY_TIMEOUT_SECONDS = 120
+# About a second of polls every 20 ms, in one exec; wait_ready repeats it until its deadline.
+READY_POLL = ('for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 -U "$1" -d "$2" && exit 0; '
+              'sleep 0.02; done; exit 1')
 
 
 @dataclass
@@ -67,7 +71,10 @@ class DockerConnection:
             client = docker.DockerClient(base_url=base_url, version=self.api_version, timeout=timeout,
                                          tls=tls_config or False)
             client.ping()
-        except (DockerException, OSError) as error:
+        except (DockerException, OSError, ValueError) as error:
+            if "version" in str(error).lower() and self.api_version != "auto":
+                raise InputError("api_version", f"{self.api_version!r} is refused by the Docker daemon at "
+                                 f"{self.docker_host}; leave it at 'auto' or give a version the daemon supports") from error
             raise DockerUnavailable(f"docker_host: Docker is not reachable at {self.docker_host} ({error})") from error
         return client
 
@@ -96,6 +103,11 @@ class Pause:
 def container_name(database: str, branch: str) -> str:
     suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _position in range(6))
     return f"baseful-{database}-{branch}-{suffix}"
+
+
+def copy_slot(database: str, branch: str, method: str) -> str:
+    """The Store.slot key that limits concurrent copies of one method from one source branch."""
+    return f"{database}/{branch}#{method}"
 
 
 class DockerRuntime:
@@ -191,6 +203,7 @@ class DockerRuntime:
         except APIError as error:
             if container is not None:
                 container.remove(force=True)
+            _refuse_taken_port(error, spec.port)
             raise BranchingError(f"could not start the container for branch {spec.branch!r} on port "
                                  f"{spec.port}: {_explain(error)}") from error
         return container.id
@@ -209,8 +222,14 @@ class DockerRuntime:
                 return
             container.start()
         except APIError as error:
+            _refuse_taken_port(error, port)
             raise BranchingError(f"could not start container {name_or_id} on port {port}: "
                                  f"{_explain(error)}") from error
+
+    def thaw(self, name_or_id: str) -> None:
+        container = self._find(name_or_id)
+        if container is not None and container.status == "paused":
+            container.unpause()
 
     def stop(self, name_or_id: str) -> None:
         container = self._find(name_or_id)
@@ -234,16 +253,21 @@ class DockerRuntime:
 
     def wait_ready(self, name_or_id: str, user: str, dbname: str, timeout: float = READY_TIMEOUT_SECONDS) -> None:
         """Polls pg_isready over TCP inside the container: the entrypoint's initdb server is socket-only,
-        so TCP readiness means the real server is up."""
+        so TCP readiness means the real server is up. The poll loops inside one exec, because each
+        exec costs the daemon more than PostgreSQL takes to start."""
         deadline = time.monotonic() + timeout
-        command = ["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432", "-U", user, "-d", dbname]
         while True:
             container = self._find(name_or_id)
             if container is None or container.status in ("exited", "dead"):
                 logs = container.logs(tail=5).decode(errors="replace").strip() if container else ""
                 raise BranchingError(f"PostgreSQL in container {name_or_id} exited before it was ready: {logs}")
-            if container.status == "running" and container.exec_run(command).exit_code == 0:
-                return
+            if container.status == "running":
+                try:
+                    if container.exec_run(["sh", "-c", READY_POLL, "sh", user, dbname]).exit_code == 0:
+                        return
+                except APIError as error:
+                    if error.status_code != 409:  # 409: it stopped meanwhile; the next round says how
+                        raise
             if time.monotonic() > deadline:
                 raise BranchingError(f"PostgreSQL in container {name_or_id} was not ready after {timeout:.0f}s")
             time.sleep(0.1)
@@ -265,6 +289,7 @@ class DockerRuntime:
         )
         try:
             worker.start()
+            injection_point("copy")
             result = self.untimed.containers.get(worker.id).exec_run(
                 ["sh", "-c", script], environment=environment, demux=True, user="postgres")
             stdout, stderr = result.output
@@ -305,3 +330,11 @@ class DockerRuntime:
 def _explain(error: Exception) -> str:
     explanation = getattr(error, "explanation", None)
     return str(explanation or error).strip()
+
+
+def _refuse_taken_port(error: Exception, port: int) -> None:
+    """Docker's answer when another process holds the published port, as the one sentence it means."""
+    explanation = _explain(error)
+    if "address already in use" in explanation or "port is already allocated" in explanation:
+        raise InputError("port", f"{port} is taken by another process on the host, so the branch cannot start "
+                         "on it; stop that process or move the branch with port: <another free port>") from error

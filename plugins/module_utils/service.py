@@ -23,15 +23,18 @@ from ansible_collections.baseful.branching.plugins.module_utils import plan as P
 from ansible_collections.baseful.branching.plugins.module_utils.copy import (
     CopyJob,
     Endpoint,
+    check_request,
     choose_method,
     method_for,
 )
 from ansible_collections.baseful.branching.plugins.module_utils.copy.files import reflink_supported, tree_size
 from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
+from ansible_collections.baseful.branching.plugins.module_utils.faults import injection_point
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     CREATING,
     DELETING,
     PRODUCTION,
+    RESETTING,
     RUNNING,
     STOPPED,
     BranchRecord,
@@ -45,18 +48,23 @@ from ansible_collections.baseful.branching.plugins.module_utils.model import (
     postgres_url,
     timestamp,
     validate_name,
+    validate_password,
     validate_port,
     validate_role,
+    validate_source_url,
 )
 from ansible_collections.baseful.branching.plugins.module_utils.runtime import (
+    LABEL_BRANCH,
     ContainerSpec,
     DockerConnection,
     DockerRuntime,
     container_name,
+    copy_slot,
 )
 from ansible_collections.baseful.branching.plugins.module_utils.store import Store
 
 POSTGRES_UID = 999  # the official image's postgres user; it reads the password file at initdb
+NO_SPACE = "No space left on device"  # strerror(ENOSPC), as cp, pg_basebackup, PostgreSQL and Python report it
 
 
 @dataclass
@@ -111,6 +119,10 @@ class Service:
                        source_url: Optional[str]) -> Outcome:
         validate_name("name", name)
         validate_role("user", user)
+        validate_password(password)
+        validate_source_url(source_url)
+        if source_url is not None and state == "absent":
+            raise InputError("source_url", "source_url seeds a new database and state: absent removes it; ask for one")
         with self.store.lock(name):
             if state == "absent":
                 return self._remove_database(name)
@@ -188,6 +200,9 @@ class Service:
         validate_port(request.port, self.placement.port_range)
         if request.source is not None:
             validate_name("source", request.source)
+        check_request(request.copy_mode, request.copy_method)
+        if request.reset and request.state == "absent":
+            raise InputError("reset", "reset: true copies the branch again and state: absent deletes it; ask for one")
         with self.store.lock(request.database, shared=True), self.store.lock(f"{request.database}/{request.name}"):
             database = self._database(request.database)
             return self._apply_branch(database, request)
@@ -203,6 +218,7 @@ class Service:
             if record is not None and request.state != "absent" and P.CREATE not in plan.actions:
                 outcome.values["branch"] = self._view(database, record).as_dict()
             return outcome
+        self._thaw_orphaned_freezes(database.name)
         for action in plan.actions:
             record = self._execute(action, database, request, record, plan, outcome)
         if record is not None and request.state != "absent":
@@ -251,6 +267,7 @@ class Service:
             self.store.update_branch(database.name, name, ttl_seconds=request.ttl_seconds)
         elif action == P.DELETE:
             self.store.update_branch(database.name, name, status=DELETING)
+            injection_point("delete:marked")
             self._discard(database.name, name, record)
             return None
         return self.store.branch(database.name, name)
@@ -276,6 +293,7 @@ class Service:
             self._check_port_free(port, exclude=None)
         record = self.store.reserve_branch(record, [port] if port else self._free_ports())
         try:
+            injection_point("create:reserved")
             self._fill(database, record, source, mode, method, outcome)
         except BaseException:
             self._discard(database.name, name, record)
@@ -298,29 +316,41 @@ class Service:
         Snapshot and physical fill the data directory before the server starts (it then recovers);
         dump restores into a freshly initialised, running server."""
         started = time.monotonic()
-        os.makedirs(record.data_dir, mode=0o700)
-        os.chown(record.data_dir, POSTGRES_UID, POSTGRES_UID)
-        job = None
-        if method is not None:
-            job = CopyJob(database.name, record.name, mode, database.image, database.pg_major, database.user,
-                          database.name, database.password_file, source,
-                          Endpoint(conninfo=self._conninfo(database, record.port, dbname=None),
-                                   data_dir=record.data_dir, pg_major=database.pg_major))
-        if job is not None and method.fills_data_dir:
-            outcome.values["copy_result"] = self._run_copy(method, job)
-        spec = self._spec(database, record.name, record.container_name, record.port, record.data_dir)
-        container_id = self.runtime.create_container(spec)
-        self.store.update_branch(database.name, record.name, container_id=container_id)
-        self.runtime.wait_ready(container_id, database.user, database.name)
-        if job is not None and not method.fills_data_dir:
-            outcome.values["copy_result"] = self._run_copy(method, job)
+        free_before = shutil.disk_usage(self.placement.data_root).free if os.path.isdir(self.placement.data_root) else None
+        try:
+            os.makedirs(record.data_dir, mode=0o700)
+            os.chown(record.data_dir, POSTGRES_UID, POSTGRES_UID)
+            injection_point("fill:data_dir")
+            job = None
+            if method is not None:
+                job = CopyJob(database.name, record.name, mode, database.image, database.pg_major, database.user,
+                              database.name, database.password_file, source,
+                              Endpoint(conninfo=self._conninfo(database, record.port, dbname=None),
+                                       data_dir=record.data_dir, pg_major=database.pg_major))
+            if job is not None and method.fills_data_dir:
+                outcome.values["copy_result"] = self._run_copy(method, job)
+                injection_point("fill:copied")
+            spec = self._spec(database, record.name, record.container_name, record.port, record.data_dir)
+            container_id = self.runtime.create_container(spec)
+            self.store.update_branch(database.name, record.name, container_id=container_id)
+            injection_point("fill:container")
+            self.runtime.wait_ready(container_id, database.user, database.name)
+            if job is not None and not method.fills_data_dir:
+                outcome.values["copy_result"] = self._run_copy(method, job)
+            injection_point("fill:ready")
+        except (BranchingError, OSError) as error:
+            if NO_SPACE not in str(error):
+                raise
+            free = f"{free_before / 2**20:.0f} MiB were free when it began" if free_before is not None else "it was full"
+            raise InputError("data_root", f"{self.placement.data_root} ran out of space while branch {record.name!r} "
+                             f"was being copied ({free}); free space there or choose another data_root") from error
         if job is not None:
             outcome.values["copy_result"]["ready_seconds"] = round(time.monotonic() - started, 3)
         self.store.update_branch(database.name, record.name, status=RUNNING)
 
     def _run_copy(self, method, job: CopyJob) -> dict:
         limited = method.copies_per_source and job.source.managed and job.source.running
-        with self.store.slot(f"{job.database}/{job.source.branch}#{method.name}", method.copies_per_source) \
+        with self.store.slot(copy_slot(job.database, job.source.branch, method.name), method.copies_per_source) \
                 if limited else nullcontext():
             return method.run(job, self.runtime).as_dict()
 
@@ -329,25 +359,45 @@ class Service:
         endpoint = self._source_endpoint(database, source)
         mode = request.copy_mode or record.copy_mode or "all"
         method = self._copy_method(database, endpoint, mode, request.copy_method or record.copy_method or "auto")
-        self.store.update_branch(database.name, record.name, status=CREATING, parent=plan.source,
+        self.store.update_branch(database.name, record.name, status=RESETTING, parent=plan.source,
                                  copy_mode=mode, copy_method=method.name)
-        self.runtime.remove(record.container_id or record.container_name)
-        _remove_tree(record.data_dir)
+        injection_point("reset:marked")
         try:
+            self._discard_contents(database.name, record)
             self._fill(database, record, endpoint, mode, method, outcome)
         except BaseException:
-            self._discard(database.name, record.name, record)
+            # The branch keeps its record (name, port, lease) as 'resetting': the next apply resets it again.
+            self._discard_contents(database.name, record)
             raise
         return self.store.branch(database.name, record.name)
 
     def _discard(self, database: str, name: str, record: Optional[BranchRecord]) -> None:
         """Removes every piece of a branch: containers (its own and any labelled stray), data, record."""
+        if record is None:
+            self._remove_labelled(database, name)
+            return
+        self._discard_contents(database, record)
+        injection_point("delete:data")
+        self.store.remove_branch(database, name)
+
+    def _discard_contents(self, database: str, record: BranchRecord) -> None:
+        """Containers (the record's and any labelled stray, copy workers among them) and the data directory."""
+        self._remove_labelled(database, record.name)
+        self.runtime.remove(record.container_id or record.container_name)
+        injection_point("delete:containers")
+        _remove_tree(record.data_dir)
+
+    def _remove_labelled(self, database: str, name: str) -> None:
         for container in self.runtime.labelled(database, name):
             self.runtime.remove(container.id)
-        if record is not None:
-            self.runtime.remove(record.container_id or record.container_name)
-            _remove_tree(record.data_dir)
-            self.store.remove_branch(database, name)
+
+    def _thaw_orphaned_freezes(self, database: str) -> None:
+        """A run killed while a snapshot froze its source leaves that source paused. Freezes are taken
+        only under the source's snapshot slot, so a paused branch whose slot can be had is orphaned."""
+        for container in self.runtime.labelled(database):
+            if container.status == "paused":
+                with self.store.slot(copy_slot(database, container.labels[LABEL_BRANCH], "snapshot"), 1):
+                    self.runtime.thaw(container.id)
 
     # ---------------------------------------------------------------- reading
 

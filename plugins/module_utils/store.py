@@ -22,21 +22,13 @@ from typing import Iterable, Iterator, List, Optional
 from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
 from ansible_collections.baseful.branching.plugins.module_utils.model import BranchRecord, DatabaseRecord
 
-# Each entry migrates from version i to i + 1; the file records its version in PRAGMA user_version.
-MIGRATIONS = (
-    """
-    CREATE TABLE databases (
-        name TEXT PRIMARY KEY,
-        image TEXT NOT NULL,
-        pg_major INTEGER NOT NULL,
-        user TEXT NOT NULL,
-        password_file TEXT NOT NULL,
-        created_at TEXT NOT NULL
-    );
-    CREATE TABLE branches (
+
+def _branches_table(name: str, statuses: str) -> str:
+    return f"""
+    CREATE TABLE {name} (
         database TEXT NOT NULL REFERENCES databases(name) ON DELETE CASCADE,
         name TEXT NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ('creating', 'deleting', 'running', 'stopped')),
+        status TEXT NOT NULL CHECK (status IN ({statuses})),
         is_default INTEGER NOT NULL DEFAULT 0 CHECK (is_default IN (0, 1)),
         protected INTEGER NOT NULL DEFAULT 0 CHECK (protected IN (0, 1)),
         host TEXT NOT NULL,
@@ -52,8 +44,30 @@ MIGRATIONS = (
         data_dir TEXT NOT NULL,
         PRIMARY KEY (database, name)
     );
-    CREATE UNIQUE INDEX one_default_per_database ON branches (database) WHERE is_default = 1;
-    """,
+    """
+
+
+_ONE_DEFAULT = "CREATE UNIQUE INDEX one_default_per_database ON branches (database) WHERE is_default = 1;"
+
+# Each entry migrates from version i to i + 1; the file records its version in PRAGMA user_version.
+# Entries are history: never edit one, append.
+MIGRATIONS = (
+    """
+    CREATE TABLE databases (
+        name TEXT PRIMARY KEY,
+        image TEXT NOT NULL,
+        pg_major INTEGER NOT NULL,
+        user TEXT NOT NULL,
+        password_file TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    """ + _branches_table("branches", "'creating', 'deleting', 'running', 'stopped'") + _ONE_DEFAULT,
+    # 2: status 'resetting' (SQLite cannot alter a CHECK constraint: the table is rebuilt).
+    _branches_table("branches_v2", "'creating', 'resetting', 'deleting', 'running', 'stopped'") + """
+    INSERT INTO branches_v2 SELECT * FROM branches;
+    DROP TABLE branches;
+    ALTER TABLE branches_v2 RENAME TO branches;
+    """ + _ONE_DEFAULT,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 BUSY_TIMEOUT_SECONDS = 60

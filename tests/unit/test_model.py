@@ -26,9 +26,13 @@ from ansible_collections.baseful.branching.plugins.module_utils.model import (
     parse_port_range,
     parse_ttl,
     postgres_url,
+    validate_docker_options,
     validate_name,
+    validate_network,
+    validate_password,
     validate_port,
     validate_role,
+    validate_source_url,
 )
 
 
@@ -93,12 +97,11 @@ def test_ttl_durations(value, seconds):
     assert parse_ttl(value) == seconds
 
 
-@pytest.mark.parametrize("value", [None, ""])
-def test_no_ttl_means_no_lease(value):
-    assert parse_ttl(value) is None
+def test_no_ttl_means_no_lease():
+    assert parse_ttl(None) is None
 
 
-@pytest.mark.parametrize("value", ["0", 0, "0h", "-5", -5, "abc", "5x", "1.5h", 1.5, "h", "5 hours", "1h30m", True])
+@pytest.mark.parametrize("value", ["", " ", "0", 0, "0h", "-5", -5, "abc", "5x", "1.5h", 1.5, "h", "5 hours", "1h30m", True])
 def test_bad_ttls_are_refused(value):
     with pytest.raises(InputError) as caught:
         parse_ttl(value)
@@ -236,3 +239,54 @@ def test_input_error_is_a_branching_error_with_the_parameter_first():
     error = InputError("port", "taken")
     assert isinstance(error, BranchingError)
     assert error.parameter == "port" and str(error) == "port: taken"
+
+
+# ------------------------------------------------------------------ placement and connection inputs
+
+@pytest.mark.parametrize("value", ["", "a;b", "../x", "a b", "caf\u00e9", "-x", "x" * 64, ["baseful"], None])
+def test_bad_network_names_are_refused(value):
+    with pytest.raises(InputError, match=r"^network: .* is not a Docker network name"):
+        validate_network(value)
+
+
+@pytest.mark.parametrize("value", ["baseful", "my_net.1", "A-b", "x" * 63])
+def test_docker_network_names_are_accepted(value):
+    validate_network(value)
+
+
+@pytest.mark.parametrize("host, version, timeout, parameter", [
+    ("", "auto", 60, "docker_host"), ("ftp://x", "auto", 60, "docker_host"), ("unix://", "auto", 60, "docker_host"),
+    ("unix:///var/run/docker.sock", "abc", 60, "api_version"), ("unix:///var/run/docker.sock", "", 60, "api_version"),
+    ("unix:///var/run/docker.sock", "auto", 0, "timeout"), ("unix:///var/run/docker.sock", "auto", 86401, "timeout"),
+])
+def test_bad_docker_options_name_their_parameter(host, version, timeout, parameter):
+    with pytest.raises(InputError) as caught:
+        validate_docker_options(host, version, timeout)
+    assert caught.value.parameter == parameter
+
+
+def test_good_docker_options_pass():
+    validate_docker_options("tcp://10.0.0.1:2376", "1.41", 1)
+    validate_docker_options("ssh://deploy@host", "auto", 86400)
+
+
+@pytest.mark.parametrize("value", ["", "line\nbreak", "tab\there", "x" * 1001, "nul\x00"])
+def test_bad_passwords_are_refused_without_being_echoed(value):
+    with pytest.raises(InputError) as caught:
+        validate_password(value)
+    assert caught.value.parameter == "password"
+    assert value not in str(caught.value) or value == ""
+
+
+@pytest.mark.parametrize("value", ["http://h/db", "postgresql://", "postgresql:///db", "postgresql://h:notaport/db",
+                                   "mysql://u:secret@h/db", "", "secret"])
+def test_bad_source_urls_are_refused_without_being_echoed(value):
+    with pytest.raises(InputError) as caught:
+        validate_source_url(value)
+    assert caught.value.parameter == "source_url"
+    assert "secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["postgresql://u:p@db.internal:5432/inventory", "postgres://h/db", None])
+def test_good_source_urls_pass(value):
+    validate_source_url(value)

@@ -11,6 +11,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.model import (
     CREATING,
     DELETING,
     MISSING,
+    RESETTING,
     RUNNING,
     STOPPED,
     BranchRecord,
@@ -312,6 +313,33 @@ def test_lost_data_directory_can_still_be_reset():
     assert result.actions == [RESET]
 
 
+@pytest.mark.parametrize("state", ["present", "started", "stopped", "default"])
+def test_a_running_container_over_a_lost_data_directory_is_an_error_not_ok(state):
+    """The server may still answer from open files; it is not the branch any more."""
+    with pytest.raises(InputError, match=r"^name: branch 'feature' has lost its data directory"):
+        plan(request(state=state), existing(record(), container_status=RUNNING, data_dir_exists=False))
+
+
+@pytest.mark.parametrize("state, actions, status", [
+    ("present", [RESET], RUNNING),
+    ("started", [RESET], RUNNING),
+    ("stopped", [RESET, STOP], STOPPED),
+])
+def test_a_reset_that_died_half_way_is_done_again_keeping_the_branch(state, actions, status):
+    rec = record(status=RESETTING, port=54329, ttl_seconds=3600, parent="staging")
+    result = plan(request(state=state), existing(rec, container_status=MISSING, data_dir_exists=False),
+                  names=NAMES)
+    assert result.actions == actions
+    assert result.source == "staging"  # the source the dead reset was copying from
+    assert result.after["port"] == 54329 and result.after["ttl"] == 3600 and result.after["status"] == status
+
+
+def test_a_reset_that_died_half_way_can_be_deleted():
+    rec = record(status=RESETTING)
+    result = plan(request(state="absent"), existing(rec, container_status=MISSING, data_dir_exists=False))
+    assert result.actions == [DELETE]
+
+
 def test_port_change_recreates_the_container():
     rec = record(port=54321)
     result = plan(request(port=54325), existing(rec))
@@ -412,3 +440,9 @@ def test_stray_containers_without_a_record_are_cleaned_before_create():
 def test_half_made_branch_with_a_bad_source_is_refused_before_cleanup():
     with pytest.raises(InputError, match=r"^source: "):
         plan(request(source="nosuch"), existing(record(status=CREATING)))
+
+
+@pytest.mark.parametrize("source, message", [("feature", "cannot be copied from itself"), ("nope", "does not exist")])
+def test_a_wrong_source_is_refused_even_when_no_copy_would_use_it(source, message):
+    with pytest.raises(InputError, match=rf"^source: .*{message}"):
+        plan(request(source=source, state="started"), existing(record()))

@@ -22,6 +22,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.errors import (
 )
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     CREATING,
+    RESETTING,
     RUNNING,
     BranchRecord,
     DatabaseRecord,
@@ -109,6 +110,37 @@ def test_an_empty_existing_file_is_migrated_from_version_zero(state_dir):
     assert store.branches() == []
     store.close()
     assert user_version(os.path.join(state_dir, "state.db")) == SCHEMA_VERSION
+
+
+def test_a_version_1_file_keeps_its_rows_and_rules_and_learns_resetting(state_dir):
+    """Files written by 0.1.0 (schema 1) are rebuilt in place: rows, the unique port and the one
+    default survive, and a record can then say 'resetting'."""
+    from ansible_collections.baseful.branching.plugins.module_utils.store import MIGRATIONS
+    os.makedirs(state_dir)
+    path = os.path.join(state_dir, "state.db")
+    old = sqlite3.connect(path)
+    old.executescript(MIGRATIONS[0] + "PRAGMA user_version = 1;")
+    old.execute("INSERT INTO databases VALUES ('inventory', 'postgres:17', 17, 'postgres', '/s/p', 't')")
+    old.execute("INSERT INTO branches (database, name, status, is_default, protected, host, port, container_name, "
+                "data_dir, created_at) VALUES ('inventory', 'production', 'running', 1, 1, '127.0.0.1', 54320, "
+                "'baseful-inventory-production-abc123', '/d/p', 't')")
+    old.commit()
+    with pytest.raises(sqlite3.IntegrityError):
+        old.execute("UPDATE branches SET status = 'resetting'")
+    old.close()
+
+    store = Store(state_dir)
+    assert user_version(path) == SCHEMA_VERSION
+    assert [(b.name, b.status, b.port, b.is_default) for b in store.branches()] == [("production", RUNNING, 54320, True)]
+    store.reserve_branch(branch("dev"), [54321])
+    store.update_branch("inventory", "dev", status=RESETTING)
+    assert store.branch("inventory", "dev").status == RESETTING
+    with pytest.raises(BranchingError):
+        store.reserve_branch(branch("other"), [54320])  # the port is still unique
+    with pytest.raises(sqlite3.IntegrityError):
+        store.db.execute("UPDATE branches SET is_default = 1 WHERE name = 'dev'")  # still one default
+    assert store.integrity() == "ok"
+    store.close()
 
 
 @pytest.mark.parametrize("read_only", [False, True])

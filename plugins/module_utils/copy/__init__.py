@@ -62,6 +62,13 @@ class CopyResult:
 IMPLEMENTED = ("snapshot", "physical", "dump")
 
 
+def check_request(mode: Optional[str], requested: Optional[str]) -> None:
+    """Refuses up front, whatever the source, a method that cannot serve the copy mode."""
+    if requested in ("snapshot", "physical") and mode not in (None, "all"):
+        raise InputError("copy_method", f"{requested!r} cannot serve this copy ({_why_not(requested, mode, True, False, True)}); "
+                         "use one of: auto, dump")
+
+
 def choose_method(requested: str, mode: str, same_major: bool, external_source: bool,
                   copy_on_write: bool) -> str:
     """The method that serves the request: `auto` picks the fastest correct one."""

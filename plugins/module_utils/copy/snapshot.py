@@ -16,6 +16,7 @@ import time
 
 from ansible_collections.baseful.branching.plugins.module_utils.copy import CopyJob, CopyResult
 from ansible_collections.baseful.branching.plugins.module_utils.copy.files import copy_tree, tree_size
+from ansible_collections.baseful.branching.plugins.module_utils.faults import injection_point
 
 
 def forget_running_server(data_dir: str) -> None:
@@ -26,7 +27,9 @@ def forget_running_server(data_dir: str) -> None:
 
 
 class SnapshotCopy:
-    copies_per_source = None  # no limit of its own
+    # One freeze of a source at a time (docker refuses to pause a paused container), and a paused
+    # source whose slot is free is known to be a dead run's freeze (Service thaws it).
+    copies_per_source = 1
     name = "snapshot"
     fills_data_dir = True
     needs_running_source = False
@@ -40,6 +43,7 @@ class SnapshotCopy:
             # recovery short. It costs the source I/O, not a stall.
             runtime.checkpoint(job.source.container, job.user)
             with runtime.paused(job.source.container) as pause:
+                injection_point("copy")
                 copy_tree(job.source.data_dir, job.target.data_dir, reflink="always")
             paused_ms = pause.milliseconds
         else:

@@ -1,0 +1,61 @@
+"""The reliability suite shares the integration suite's fixtures (real Docker, real PostgreSQL, the
+installed collection driven through ansible-playbook) and adds a tally: every test records what it
+injected or tried and what held, and the session writes the totals to build/reliability.json and
+prints them as the table of tests/reliability/README.md."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+from conftest import *  # noqa: E402,F401,F403  (fixtures and helpers of the integration suite)
+from conftest import _remove_containers_under  # noqa: E402,F401
+
+REPO = Path(__file__).resolve().parents[2]
+ROWS = [
+    ("faults", "faults injected", "survived"),
+    ("concurrency", "concurrent runs", "collisions"),
+    ("bad_input", "bad inputs tried", "refused"),
+    ("exposure", "exposure checks", "passed"),
+]
+
+
+class Tally:
+    def __init__(self):
+        self.counts = defaultdict(lambda: [0, 0])
+
+    def record(self, kind: str, tried: int = 1, held: int = 1) -> None:
+        self.counts[kind][0] += tried
+        self.counts[kind][1] += held
+
+    def table(self) -> str:
+        lines = ["| what | tried | outcome |", "|---|---|---|"]
+        for kind, tried, held in ROWS:
+            done, ok = self.counts.get(kind, (0, 0))
+            lines.append(f"| {tried} | {done} | {held}: {ok} |")
+        return "\n".join(lines)
+
+
+TALLY = Tally()
+
+
+@pytest.fixture(scope="session")
+def tally() -> Tally:
+    return TALLY
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not TALLY.counts:
+        return
+    out = REPO / "build" / "reliability.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({kind: {"tried": c[0], "held": c[1]} for kind, c in TALLY.counts.items()}, indent=2) + "\n")
+    terminalreporter.write_line("")
+    terminalreporter.write_line("reliability (also in build/reliability.json):")
+    for line in TALLY.table().splitlines():
+        terminalreporter.write_line(line)

@@ -1,0 +1,201 @@
+"""The module killed with SIGKILL at every step of a create (for each copy method: before the copy,
+in the middle of it, after it, before the record), of a reset and of a delete; then the same task run
+again. It must converge to one correct branch with no stray container, data directory, lock or record,
+and the source untouched.
+
+The kill comes from the engine's injection points (plugins/module_utils/faults.py): the real module
+process, run by ansible-playbook, dies by SIGKILL exactly there. Each case first checks the evidence
+that the run died where it was meant to (a record still 'creating', a worker still copying, the source
+still frozen, ...), so a point that is never reached fails the test instead of passing it."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import Ansible, _remove_containers_under, connect, query
+
+SCALE = 20  # pgbench scale: ~300 MB, so a physical or dump copy is still running when the timer fires
+SOURCE_CHECKSUM = "SELECT count(*), sum(abalance), (SELECT count(*) FROM marker) FROM pgbench_accounts"
+FAULT = "BASEFUL_INJECT_FAULT"
+
+
+@pytest.fixture(scope="module")
+def site(docker_client, image17):
+    """One XFS (reflink) data root and one loaded database for every case of the module."""
+    workdir = Path(f"/tmp/bf-rf-{secrets.token_hex(3)}")
+    mount = workdir / "xfs"
+    mount.mkdir(parents=True)
+    image = Path(f"/var/tmp/bf-rf-{secrets.token_hex(3)}.img")
+    subprocess.run(["truncate", "-s", "6G", str(image)], check=True)
+    subprocess.run(["mkfs.xfs", "-q", "-m", "reflink=1", str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
+    placement = {"state_dir": str(workdir / "state"), "data_root": str(mount / "data"),
+                 "port_range": os.environ.get("BASEFUL_TEST_PORT_RANGE", "54400-54599")}
+    ansible = Ansible(workdir, placement)
+    name = f"rf{secrets.token_hex(3)}"
+    try:
+        production = ansible.run("database", name=name, image=image17)
+        assert not production.get("failed"), production.get("msg")
+        source = docker_client.containers.get(production["branch"]["container_id"])
+        loaded = source.exec_run(["pgbench", "-i", "-q", "-s", str(SCALE), name], user="postgres")
+        assert loaded.exit_code == 0, loaded.output[-500:]
+        url = production["branch"]["url"]
+        with connect(url) as conn:
+            conn.execute("CREATE TABLE marker (note text)")
+            conn.execute("INSERT INTO marker VALUES ('source')")
+            conn.execute("CHECKPOINT")
+        yield {"ansible": ansible, "name": name, "placement": placement, "production": production["branch"],
+               "checksum": query(url, SOURCE_CHECKSUM), "workdir": workdir}
+    finally:
+        _remove_containers_under(docker_client, str(workdir))
+        subprocess.run(["umount", str(mount)], check=False)
+        image.unlink(missing_ok=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def killed_at(site, point: str, **args) -> dict:
+    """Runs baseful.branching.branch with the injection point armed; the module must die by SIGKILL."""
+    task = {"baseful.branching.branch": dict(database=site["name"], **args), "environment": {FAULT: point}}
+    result = site["ansible"].play([task])[0]
+    assert result.get("failed") and "rc" in result and result["rc"] in (-9, 137), \
+        f"the module was meant to die at {point}, but: {str(result)[:600]}"
+    return result
+
+
+def record_of(site, name: str):
+    import sqlite3
+    with sqlite3.connect(f"file:{site['placement']['state_dir']}/state.db?mode=ro", uri=True) as db:
+        row = db.execute("SELECT status FROM branches WHERE database = ? AND name = ?", (site["name"], name)).fetchone()
+    return row[0] if row else None
+
+
+def containers_of(client, site, name: str) -> list:
+    return client.containers.list(all=True, filters={"label": [f"baseful.database={site['name']}", f"baseful.branch={name}"]})
+
+
+def data_dir(site, name: str) -> Path:
+    return Path(site["placement"]["data_root"]) / site["name"] / name
+
+
+def assert_converged(site, client, present: dict) -> None:
+    """`present` maps the branch names that must exist to their port (None: any)."""
+    info = site["ansible"].run("branch_info", database=site["name"])
+    branches = {b["name"]: b for b in info["branches"]}
+    assert set(branches) == {"production", *present}, branches.keys()
+    assert all(b["status"] == "running" for b in branches.values()), [(b["name"], b["status"]) for b in branches.values()]
+    for name, port in present.items():
+        if port is not None:
+            assert branches[name]["port"] == port
+    labelled = client.containers.list(all=True, filters={"label": f"baseful.database={site['name']}"})
+    assert sorted(c.labels["baseful.branch"] for c in labelled) == sorted(branches), "stray or missing container"
+    assert all(c.labels["baseful.role"] == "branch" and c.status == "running" for c in labelled)
+    on_disk = sorted(p.name for p in (Path(site["placement"]["data_root"]) / site["name"]).iterdir())
+    assert on_disk == sorted(branches), f"stray data directory: {on_disk}"
+    for lock in Path(site["placement"]["state_dir"], "locks").iterdir():
+        with open(lock, "rb") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if a dead run still held it
+    source = client.containers.get(site["production"]["container_id"])
+    assert source.status == "running"
+    assert query(site["production"]["url"], SOURCE_CHECKSUM) == site["checksum"], "the source changed"
+    for name in present:
+        assert query(branches[name]["url"], SOURCE_CHECKSUM) == site["checksum"]
+
+
+def evidence(site, client, name: str, point: str, method: str) -> None:
+    """Where the run died, as seen from outside."""
+    status = record_of(site, name)
+    containers = containers_of(client, site, name)
+    workers = [c for c in containers if c.labels.get("baseful.role") == "worker"]
+    source = client.containers.get(site["production"]["container_id"])
+    if point.startswith("copy@"):
+        assert workers and workers[0].status == "running", "the kill came after the copy, not in it"
+    elif point == "copy" and method == "snapshot":
+        assert source.status == "paused", "the kill came outside the source's freeze"
+    elif point == "create:reserved":
+        assert status == "creating" and not data_dir(site, name).exists()
+    elif point == "fill:data_dir":
+        assert not any(data_dir(site, name).iterdir())
+    elif point == "fill:copied":
+        assert (data_dir(site, name) / "PG_VERSION").exists() and not containers
+    elif point in ("fill:container", "fill:ready"):
+        assert [c.labels["baseful.role"] for c in containers] == ["branch"]
+    elif point == "delete:containers":
+        assert not containers and data_dir(site, name).exists()
+    elif point == "delete:data":
+        assert not data_dir(site, name).exists() and status == "deleting"
+
+
+CREATE = [
+    ("snapshot", "create:reserved"), ("snapshot", "fill:data_dir"), ("snapshot", "copy"), ("snapshot", "fill:copied"),
+    ("snapshot", "fill:container"), ("snapshot", "fill:ready"),
+    ("physical", "fill:data_dir"), ("physical", "copy@0.4"), ("physical", "fill:copied"), ("physical", "fill:ready"),
+    ("dump", "fill:data_dir"), ("dump", "fill:container"), ("dump", "copy@1.5"), ("dump", "fill:ready"),
+]
+
+
+@pytest.mark.parametrize("method, point", CREATE)
+def test_create_killed_then_run_again_makes_one_correct_branch(site, docker_client, tally, method, point):
+    name = f"c-{method[:4]}-{point.split('@')[0].replace(':', '-')}"
+    tally.record("faults", tried=1, held=0)
+    killed_at(site, point, name=name, copy_method=method)
+    assert record_of(site, name) == "creating"
+    evidence(site, docker_client, name, point, method)
+
+    again = site["ansible"].run("branch", database=site["name"], name=name, copy_method=method)
+    assert again["changed"] and again["actions"] == ["cleanup", "create"], again.get("msg")
+    assert again["copy_result"]["method"] == method
+    assert_converged(site, docker_client, {name: None})
+    assert site["ansible"].run("branch", database=site["name"], name=name, state="absent")["changed"]
+    assert_converged(site, docker_client, {})
+    tally.record("faults", tried=0, held=1)
+
+
+RESET = [("snapshot", "reset:marked"), ("snapshot", "delete:containers"), ("snapshot", "copy"),
+         ("physical", "copy@0.4"), ("dump", "copy@1.5"), ("snapshot", "fill:ready")]
+
+
+@pytest.mark.parametrize("method, point", RESET)
+def test_reset_killed_then_run_again_resets_keeping_name_and_port(site, docker_client, tally, method, point):
+    name = f"r-{method[:4]}-{point.split('@')[0].replace(':', '-')}"
+    made = site["ansible"].run("branch", database=site["name"], name=name, copy_method=method, ttl="2h")
+    assert not made.get("failed"), made.get("msg")
+    port = made["branch"]["port"]
+    with connect(made["branch"]["url"]) as conn:
+        conn.execute("INSERT INTO marker VALUES ('written on the branch, to be discarded by the reset')")
+    tally.record("faults", tried=1, held=0)
+    killed_at(site, point, name=name, reset=True, copy_method=method)
+    assert record_of(site, name) == "resetting"
+    evidence(site, docker_client, name, point, method)
+    info = site["ansible"].run("branch_info", database=site["name"], name=name)["branches"]
+    assert [(b["status"], b["port"]) for b in info] == [("resetting", port)]
+
+    again = site["ansible"].run("branch", database=site["name"], name=name, reset=True, copy_method=method)
+    assert again["changed"] and again["actions"] == ["reset"], again.get("msg")
+    assert again["branch"]["port"] == port and again["branch"]["ttl"] == 7200
+    assert_converged(site, docker_client, {name: port})  # the marker row written on the branch is gone
+    assert site["ansible"].run("branch", database=site["name"], name=name, state="absent")["changed"]
+    tally.record("faults", tried=0, held=1)
+
+
+@pytest.mark.parametrize("point", ["delete:marked", "delete:containers", "delete:data"])
+def test_delete_killed_then_run_again_leaves_nothing(site, docker_client, tally, point):
+    name = f"d-{point.replace(':', '-')}"
+    made = site["ansible"].run("branch", database=site["name"], name=name)
+    assert not made.get("failed"), made.get("msg")
+    tally.record("faults", tried=1, held=0)
+    killed_at(site, point, name=name, state="absent")
+    assert record_of(site, name) == "deleting"
+    evidence(site, docker_client, name, point, "snapshot")
+
+    again = site["ansible"].run("branch", database=site["name"], name=name, state="absent")
+    assert again["changed"] and again["actions"] == ["cleanup"], again
+    assert_converged(site, docker_client, {})
+    assert site["ansible"].run("branch", database=site["name"], name=name, state="absent")["changed"] is False
+    tally.record("faults", tried=0, held=1)
