@@ -10,7 +10,7 @@ COLLECTIONS_PATH ?= $(HOME)/.ansible/collections
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS_PATH)
 PYTEST := $(PYTHON) -m pytest
 
-.PHONY: demo test deps images install unit integration lint sanity molecule bench clean
+.PHONY: demo test deps images install unit integration reliability lint sanity molecule bench clean
 
 deps:
 	@$(PYTHON) -c "import ansible, docker, psycopg, pytest, hypothesis" 2>/dev/null \
@@ -58,7 +58,14 @@ integration: images install
 	BASEFUL_IMAGE_17=$$(cat build/image-17) BASEFUL_IMAGE_15=$$(cat build/image-15) \
 		$(PYTEST) -q -x tests/integration
 
-test: unit lint sanity integration molecule
+# Faults injected for real (SIGKILL at every step, a killed postmaster, a restarted Docker daemon, a
+# full disk), 5 rounds of concurrent runs, the generated bad-input matrix and the exposure checks;
+# tests/reliability/README.md holds its table.
+reliability: images install
+	BASEFUL_IMAGE_17=$$(cat build/image-17) BASEFUL_IMAGE_15=$$(cat build/image-15) \
+		$(PYTEST) -q -p no:cacheprovider tests/reliability
+
+test: unit lint sanity integration reliability molecule
 
 bench: images install
 	@$(PYTHON) -c "import matplotlib" 2>/dev/null || $(PYTHON) -m pip install -q matplotlib

@@ -6,7 +6,7 @@ reliability suite kills the module with SIGKILL, to prove that the next run conv
 
 Inert unless the environment variable BASEFUL_INJECT_FAULT names the point: 'fill:copied' dies on
 reaching it; 'copy@0.5' arms a timer on reaching it and dies half a second later while the step goes
-on (a kill in the middle of a copy). The points are listed in docs/reliability.md.
+on (a kill in the middle of a copy). The points are listed in tests/reliability/README.md.
 """
 
 from __future__ import annotations

@@ -226,6 +226,10 @@ class DockerRuntime:
             raise BranchingError(f"could not start container {name_or_id} on port {port}: "
                                  f"{_explain(error)}") from error
 
+    def log_tail(self, name_or_id: Optional[str], lines: int = 50) -> str:
+        container = self._find(name_or_id)
+        return container.logs(tail=lines).decode(errors="replace") if container is not None else ""
+
     def thaw(self, name_or_id: str) -> None:
         container = self._find(name_or_id)
         if container is not None and container.status == "paused":
@@ -259,7 +263,7 @@ class DockerRuntime:
         while True:
             container = self._find(name_or_id)
             if container is None or container.status in ("exited", "dead"):
-                logs = container.logs(tail=5).decode(errors="replace").strip() if container else ""
+                logs = self.log_tail(name_or_id, 5).strip()
                 raise BranchingError(f"PostgreSQL in container {name_or_id} exited before it was ready: {logs}")
             if container.status == "running":
                 try:

@@ -317,6 +317,7 @@ class Service:
         dump restores into a freshly initialised, running server."""
         started = time.monotonic()
         free_before = shutil.disk_usage(self.placement.data_root).free if os.path.isdir(self.placement.data_root) else None
+        container_id = None
         try:
             os.makedirs(record.data_dir, mode=0o700)
             os.chown(record.data_dir, POSTGRES_UID, POSTGRES_UID)
@@ -339,7 +340,9 @@ class Service:
                 outcome.values["copy_result"] = self._run_copy(method, job)
             injection_point("fill:ready")
         except (BranchingError, OSError) as error:
-            if NO_SPACE not in str(error):
+            # A server that hits a full disk stops (a PANIC on WAL), and its client only sees the
+            # connection drop: the branch's own log says why.
+            if NO_SPACE not in str(error) and NO_SPACE not in self.runtime.log_tail(container_id):
                 raise
             free = f"{free_before / 2**20:.0f} MiB were free when it began" if free_before is not None else "it was full"
             raise InputError("data_root", f"{self.placement.data_root} ran out of space while branch {record.name!r} "

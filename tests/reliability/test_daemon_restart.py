@@ -27,8 +27,7 @@ def _restart_docker_daemon() -> None:
     wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout=90)
     with open("/var/log/dockerd.log", "ab") as log:
         subprocess.Popen(command, env=environment, stdout=log, stderr=log, start_new_session=True)
-    client = docker.from_env()
-    wait_until(client.ping, timeout=90)
+    wait_until(lambda: docker.from_env().ping(), timeout=90)  # the client asks the version as it is made
 
 
 def test_docker_daemon_restarted_every_running_branch_runs_again_on_its_port(ansible, database, dbname, docker_client,

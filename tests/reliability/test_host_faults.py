@@ -86,6 +86,7 @@ def test_a_port_taken_by_another_process_is_skipped_at_allocation(ansible, datab
             if port in used:
                 continue
             holder = socket.socket()
+            holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Docker binds: TIME_WAIT is no obstacle
             try:
                 holder.bind(("127.0.0.1", port))
             except OSError:
@@ -111,6 +112,7 @@ def test_a_pinned_port_taken_before_start_is_one_sentence_naming_the_port(ansibl
     branch = ansible.run("branch", database=dbname, name="parked", state="stopped")["branch"]
     tally.record("faults", tried=1, held=0)
     with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the port may be in TIME_WAIT just after the stop
         squatter.bind(("127.0.0.1", branch["port"]))
         squatter.listen()
         refused = ansible.run("branch", database=dbname, name="parked", state="started")
@@ -126,10 +128,10 @@ def test_a_pinned_port_taken_before_start_is_one_sentence_naming_the_port(ansibl
 
 @pytest.fixture
 def small_root(workdir, docker_client):
-    """A 300 MB ext4 filesystem in a loop file: room for a source, not for a copy of it."""
+    """A 400 MB ext4 filesystem in a loop file: room for a source (~210 MB with its WAL), not for a copy of it."""
     image, mount = Path(f"/var/tmp/bf-small-{secrets.token_hex(3)}.img"), workdir / "small"
     mount.mkdir()
-    subprocess.run(["truncate", "-s", "300M", str(image)], check=True)
+    subprocess.run(["truncate", "-s", "400M", str(image)], check=True)
     subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
     subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
     try:
@@ -147,7 +149,7 @@ def test_disk_full_during_a_copy_is_one_sentence_and_leaves_nothing(workdir, pla
     production = ansible.run("database", name=dbname, image=image17)["branch"]
     with connect(production["url"]) as conn:
         conn.execute("CREATE TABLE stock AS SELECT g AS product_id, g % 97 AS stock_quantity, repeat('x', 200) AS pad "
-                     "FROM generate_series(1, 400000) g")  # ~120 MB: a second copy cannot fit
+                     "FROM generate_series(1, 400000) g")  # ~92 MB of rows, as much WAL again
         conn.execute("CHECKPOINT")
     expected = query(production["url"], CHECKSUM)
     before = snapshot(docker_client, workdir)
