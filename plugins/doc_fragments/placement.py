@@ -14,12 +14,13 @@ options:
     description:
       - Directory holding the metadata file C(state.db), the per-database password files and the locks.
       - Created with mode C(0700); the metadata file and the secrets are C(0600).
+      - Must be an absolute path outside C(/proc), C(/sys) and C(/dev).
     type: path
     default: /var/lib/baseful
   data_root:
     description:
       - Directory under which each branch's data directory C(<data_root>/<database>/<branch>) lives.
-      - Defaults to C(<state_dir>/data).
+      - Defaults to C(<state_dir>/data). Must be an absolute path outside C(/proc), C(/sys) and C(/dev).
     type: path
   network:
     description:
@@ -28,7 +29,8 @@ options:
     default: baseful
   bind_address:
     description:
-      - Host address the branch ports are published on. Use C(0.0.0.0) only when other hosts must reach the branches.
+      - Host address the branch ports are published on, one of this host's own addresses.
+      - Use C(0.0.0.0) only when other hosts must reach the branches.
     type: str
     default: 127.0.0.1
   port_range:
@@ -51,7 +53,7 @@ options:
     aliases: [docker_api_version]
   timeout:
     description:
-      - Seconds to wait for a response from the Docker API. Environment variable E(DOCKER_TIMEOUT).
+      - Seconds to wait for a response from the Docker API, 1 to 86400. Environment variable E(DOCKER_TIMEOUT).
     type: int
     default: 60
   tls:

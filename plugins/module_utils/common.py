@@ -95,16 +95,17 @@ def _validate_bind_address(value: str) -> None:
     except ValueError:
         raise InputError("bind_address", f"{value!r} is not an IP address; use for example 127.0.0.1 (the default) "
                          "or 0.0.0.0 to listen on every interface") from None
-    with socket.socket(socket.AF_INET6 if address.version == 6 else socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
+    try:
+        with socket.socket(socket.AF_INET6 if address.version == 6 else socket.AF_INET, socket.SOCK_STREAM) as probe:
             probe.bind((value, 0))
-        except OSError as error:
-            if error.errno == errno.EADDRNOTAVAIL:
-                raise InputError("bind_address", f"{value!r} is not an address of this host; use one of its own "
-                                 "addresses, 127.0.0.1 (the default) or 0.0.0.0") from None
+    except OSError as error:
+        if error.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+            raise InputError("bind_address", f"{value!r} is not an address of this host; use one of its own "
+                             "addresses, 127.0.0.1 (the default) or 0.0.0.0") from None
 
 
 SYSTEM_TREES = ("/proc", "/sys", "/dev")
+MEMORY_TREE = "/dev/shm"  # tmpfs: a fair place for throwaway CI branches
 
 
 def _validate_directory(parameter: str, path) -> None:
@@ -116,7 +117,7 @@ def _validate_directory(parameter: str, path) -> None:
         raise InputError(parameter, f"{path!r} is not an absolute directory path; use for example /var/lib/baseful")
     real = os.path.realpath(path)
     for tree in SYSTEM_TREES:
-        if real == tree or real.startswith(tree + "/"):
+        if (real == tree or real.startswith(tree + "/")) and not real.startswith(MEMORY_TREE + "/"):
             raise InputError(parameter, f"{path!r} is inside {tree}, which cannot hold data; use for example /var/lib/baseful")
     existing = real
     while not os.path.exists(existing):

@@ -22,7 +22,7 @@ def injection_point(name: str) -> None:
     wanted = os.environ.get(ENVIRONMENT_VARIABLE)
     if not wanted:
         return
-    point, _, delay = wanted.partition("@")
+    point, delay = wanted.split("@", 1) if "@" in wanted else (wanted, "")
     if point != name:
         return
     if delay:

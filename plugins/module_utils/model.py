@@ -18,8 +18,7 @@ ROLE_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 TTL_PATTERN = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$", re.ASCII)
 TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 TTL_MAX_SECONDS = 3650 * 86400
-NETWORK_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}", re.ASCII)
-DOCKER_HOST_PATTERN = re.compile(r"(unix|tcp|ssh|http|https|npipe)://[^\s]+", re.ASCII)
+NETWORK_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}", re.ASCII)
 API_VERSION_PATTERN = re.compile(r"auto|\d{1,2}\.\d{1,3}", re.ASCII)
 TIMEOUT_RANGE = range(1, 86401)
 PASSWORD_MAX_LENGTH = 1000
@@ -60,12 +59,14 @@ def validate_role(parameter: str, value: str) -> str:
 
 def validate_network(value) -> None:
     if not isinstance(value, str) or not NETWORK_PATTERN.fullmatch(value):
-        raise InputError("network", f"{value!r} is not a Docker network name; use 1 to 63 characters: a letter or "
+        raise InputError("network", f"{value!r} is not a Docker network name; use 1 to 255 characters: a letter or "
                          "digit first, then letters, digits, '_', '.' or '-'")
 
 
 def validate_docker_options(docker_host, api_version, timeout) -> None:
-    if not isinstance(docker_host, str) or not DOCKER_HOST_PATTERN.fullmatch(docker_host):
+    # Its forms are the Docker SDK's to judge (docker.utils.parse_host, when the client is made); here
+    # only what no form allows.
+    if not isinstance(docker_host, str) or not docker_host or any(c.isspace() or ord(c) < 32 for c in docker_host):
         raise InputError("docker_host", f"{docker_host!r} is not a Docker daemon address; use unix:///path/to/docker.sock, "
                          "tcp://host:port or ssh://user@host")
     if not isinstance(api_version, str) or not API_VERSION_PATTERN.fullmatch(api_version):
@@ -79,7 +80,7 @@ def validate_password(value: Optional[str]) -> None:
     """Never echoes the value: it is a secret, even when it is a bad one."""
     if value is None:
         return
-    if not value or len(value) > PASSWORD_MAX_LENGTH or any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if not value or len(value) > PASSWORD_MAX_LENGTH or any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value):
         raise InputError("password", f"the value given is not usable; use 1 to {PASSWORD_MAX_LENGTH} characters without "
                          "control characters (a newline would be cut off by the image's entrypoint), or omit it to "
                          "have one generated")
@@ -91,7 +92,8 @@ def validate_source_url(value: Optional[str]) -> None:
         return
     try:
         parts = urlsplit(value)
-        valid = parts.scheme in ("postgresql", "postgres") and bool(parts.hostname) and (parts.port or 1) > 0
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+        valid = parts.scheme in ("postgresql", "postgres") and bool(parts.hostname or "host=" in parts.query)
     except ValueError:
         valid = False
     if not valid:

@@ -74,7 +74,9 @@ class Plan:
 
 
 def plan_branch(request: BranchRequest, actual: ActualBranch, default_branch: Optional[str],
-                branch_names: List[str]) -> Plan:
+                branch_names: List[str], recorded_names: Optional[List[str]] = None) -> Plan:
+    """branch_names: the branches a copy can come from (running or stopped); recorded_names: every
+    record, whatever its status (defaults to branch_names)."""
     record = actual.record
     in_progress = record is not None and record.status in (CREATING, DELETING)
     if in_progress:
@@ -83,8 +85,9 @@ def plan_branch(request: BranchRequest, actual: ActualBranch, default_branch: Op
 
     if request.state == "absent":
         return _plan_absent(request, actual, record, default_branch, plan, in_progress)
-    if request.source is not None:
-        _source_for(request, None, branch_names)  # a wrong source is refused even where no copy needs it
+    if request.source is not None and (request.source == request.name
+                                       or request.source not in (recorded_names or branch_names)):
+        _source_for(request, None, branch_names)  # refused even where no copy needs the source
 
     if in_progress or (record is None and actual.stray_containers):
         plan.actions.append(CLEANUP)
@@ -146,8 +149,10 @@ def _plan_existing(request, actual, record, default_branch, branch_names, plan) 
     if record.status == RESETTING:
         request = replace(request, reset=True)  # a reset that died half-way is done again first
     elif not request.reset and not actual.data_dir_exists:
+        remedy = ("recreate the database (baseful.branching.database state: absent, then present)"
+                  if record.is_default or record.protected else "delete it (state: absent) or reset it (reset: true)")
         raise InputError("name", f"branch {record.name!r} has lost its data directory {record.data_dir}; "
-                         "it cannot be recovered: delete it (state: absent) or reset it (reset: true)")
+                         f"it cannot be recovered: {remedy}")
     if request.reset:
         if record.protected:
             raise InputError("reset", f"branch {record.name!r} is protected and cannot be reset; "

@@ -72,7 +72,7 @@ class DockerConnection:
                                          tls=tls_config or False)
             client.ping()
         except (DockerException, OSError, ValueError) as error:
-            if "version" in str(error).lower() and self.api_version != "auto":
+            if isinstance(error, APIError) and error.status_code == 400 and self.api_version != "auto":
                 raise InputError("api_version", f"{self.api_version!r} is refused by the Docker daemon at "
                                  f"{self.docker_host}; leave it at 'auto' or give a version the daemon supports") from error
             raise DockerUnavailable(f"docker_host: Docker is not reachable at {self.docker_host} ({error})") from error
@@ -212,7 +212,8 @@ class DockerRuntime:
         container = self._find(name_or_id)
         if container is None:
             return MISSING
-        return RUNNING if container.status in ("running", "restarting") else STOPPED
+        # paused: frozen for a snapshot, and still the running server it was
+        return RUNNING if container.status in ("running", "restarting", "paused") else STOPPED
 
     def start(self, name_or_id: str, port: int) -> None:
         try:

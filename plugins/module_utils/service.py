@@ -55,13 +55,14 @@ from ansible_collections.baseful.branching.plugins.module_utils.model import (
 )
 from ansible_collections.baseful.branching.plugins.module_utils.runtime import (
     LABEL_BRANCH,
+    LABEL_ROLE,
     ContainerSpec,
     DockerConnection,
     DockerRuntime,
     container_name,
     copy_slot,
 )
-from ansible_collections.baseful.branching.plugins.module_utils.store import Store
+from ansible_collections.baseful.branching.plugins.module_utils.store import LockBusy, Store
 
 POSTGRES_UID = 999  # the official image's postgres user; it reads the password file at initdb
 NO_SPACE = "No space left on device"  # strerror(ENOSPC), as cp, pg_basebackup, PostgreSQL and Python report it
@@ -208,17 +209,19 @@ class Service:
             return self._apply_branch(database, request)
 
     def _apply_branch(self, database: DatabaseRecord, request: P.BranchRequest) -> Outcome:
+        if not self.check_mode:
+            self._recover_dead_runs(database.name, request.name)
         record = self.store.branch(database.name, request.name)
         actual = self._observe(database.name, request.name, record)
         default = self.store.default_branch(database.name)
-        names = [b.name for b in self.store.branches(database.name) if b.status in (RUNNING, STOPPED)]
-        plan = P.plan_branch(request, actual, default, names)
+        records = self.store.branches(database.name)
+        names = [b.name for b in records if b.status in (RUNNING, STOPPED)]
+        plan = P.plan_branch(request, actual, default, names, [b.name for b in records])
         outcome = Outcome(plan.changed, list(plan.actions), plan.before, plan.after)
         if self.check_mode:
             if record is not None and request.state != "absent" and P.CREATE not in plan.actions:
                 outcome.values["branch"] = self._view(database, record).as_dict()
             return outcome
-        self._thaw_orphaned_freezes(database.name)
         for action in plan.actions:
             record = self._execute(action, database, request, record, plan, outcome)
         if record is not None and request.state != "absent":
@@ -342,7 +345,7 @@ class Service:
         except (BranchingError, OSError) as error:
             # A server that hits a full disk stops (a PANIC on WAL), and its client only sees the
             # connection drop: the branch's own log says why.
-            if NO_SPACE not in str(error) and NO_SPACE not in self.runtime.log_tail(container_id):
+            if NO_SPACE not in str(error) and NO_SPACE not in self._log_tail_or_nothing(container_id):
                 raise
             free = f"{free_before / 2**20:.0f} MiB were free when it began" if free_before is not None else "it was full"
             raise InputError("data_root", f"{self.placement.data_root} ran out of space while branch {record.name!r} "
@@ -362,8 +365,12 @@ class Service:
         endpoint = self._source_endpoint(database, source)
         mode = request.copy_mode or record.copy_mode or "all"
         method = self._copy_method(database, endpoint, mode, request.copy_method or record.copy_method or "auto")
+        port = request.port or record.port
+        if port != record.port:
+            self._check_port_free(port, exclude=record)
         self.store.update_branch(database.name, record.name, status=RESETTING, parent=plan.source,
-                                 copy_mode=mode, copy_method=method.name)
+                                 copy_mode=mode, copy_method=method.name, port=port)
+        record = self.store.branch(database.name, record.name)
         injection_point("reset:marked")
         try:
             self._discard_contents(database.name, record)
@@ -390,17 +397,32 @@ class Service:
         injection_point("delete:containers")
         _remove_tree(record.data_dir)
 
+    def _log_tail_or_nothing(self, container_id: Optional[str]) -> str:
+        try:
+            return self.runtime.log_tail(container_id)
+        except Exception:  # noqa: BLE001 -- only a hint; the error being handled must not be replaced
+            return ""
+
     def _remove_labelled(self, database: str, name: str) -> None:
         for container in self.runtime.labelled(database, name):
             self.runtime.remove(container.id)
 
-    def _thaw_orphaned_freezes(self, database: str) -> None:
-        """A run killed while a snapshot froze its source leaves that source paused. Freezes are taken
-        only under the source's snapshot slot, so a paused branch whose slot can be had is orphaned."""
+    def _recover_dead_runs(self, database: str, own_branch: str) -> None:
+        """What a run killed on another branch leaves running: a source frozen for a snapshot (freezes are
+        taken only under the source's snapshot slot, so a paused branch whose slot can be had is orphaned)
+        and a copy worker still copying (its branch's lock is free once its run is dead). This run's own
+        branch is cleaned up by its plan."""
         for container in self.runtime.labelled(database):
+            branch = container.labels.get(LABEL_BRANCH)
             if container.status == "paused":
-                with self.store.slot(copy_slot(database, container.labels[LABEL_BRANCH], "snapshot"), 1):
+                with self.store.slot(copy_slot(database, branch, "snapshot"), 1):
                     self.runtime.thaw(container.id)
+            elif container.labels.get(LABEL_ROLE) == "worker" and branch != own_branch:
+                try:
+                    with self.store.lock(f"{database}/{branch}", timeout=0):
+                        self.runtime.remove(container.id)
+                except LockBusy:
+                    pass  # a live run is copying
 
     # ---------------------------------------------------------------- reading
 

@@ -273,12 +273,16 @@ class Store:
                         continue
                     yield number
                     return
-                if time.monotonic() > deadline:
-                    raise BranchingError(f"timed out after {timeout:.0f}s waiting for {waiting_for}")
+                if time.monotonic() >= deadline:
+                    raise LockBusy(f"timed out after {timeout:.0f}s waiting for {waiting_for}")
                 time.sleep(0.05)
         finally:
             for fd in fds:
                 os.close(fd)
+
+
+class LockBusy(BranchingError):
+    """Another process holds the lock for longer than the caller would wait."""
 
 
 def _branch(row: sqlite3.Row) -> BranchRecord:

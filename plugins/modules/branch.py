@@ -163,7 +163,10 @@ branch:
       description: Database name.
       type: str
     status:
-      description: What Docker reports now, V(running), V(stopped) or V(missing) (container gone), or V(creating) / V(deleting) while work is in progress.
+      description:
+        - What Docker reports now, V(running), V(stopped) or V(missing) (container gone), or V(creating) / V(resetting) /
+          V(deleting) while work is in progress.
+        - V(resetting) also after a reset that failed; the next apply resets the branch again.
       type: str
     is_default:
       description: Whether it is the default branch.

@@ -13,8 +13,26 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from conftest import *  # noqa: E402,F401,F403  (fixtures and helpers of the integration suite)
-from conftest import _remove_containers_under  # noqa: E402,F401
+# The integration suite's fixtures, re-exported so that pytest finds them here too.
+from conftest import (  # noqa: E402
+    Ansible,
+    _remove_containers_under,
+    ansible,
+    connect,
+    database,
+    dbname,
+    docker_client,
+    image15,
+    image17,
+    no_container_left_behind,
+    placement,
+    query,
+    snapshot,
+    workdir,
+)
+
+__all__ = ["Ansible", "_remove_containers_under", "ansible", "connect", "database", "dbname", "docker_client", "image15",
+           "image17", "no_container_left_behind", "placement", "query", "snapshot", "workdir", "tally"]
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = [

@@ -114,7 +114,9 @@ def evidence(site, client, name: str, point: str, method: str) -> None:
     containers = containers_of(client, site, name)
     workers = [c for c in containers if c.labels.get("baseful.role") == "worker"]
     source = client.containers.get(site["production"]["container_id"])
-    if point.startswith("copy@"):
+    if point in ("reset:marked", "delete:marked"):
+        assert [c.labels["baseful.role"] for c in containers] == ["branch"] and data_dir(site, name).exists()
+    elif point.startswith("copy@"):
         assert workers and workers[0].status == "running", "the kill came after the copy, not in it"
     elif point == "copy" and method == "snapshot":
         assert source.status == "paused", "the kill came outside the source's freeze"
@@ -157,12 +159,14 @@ def test_create_killed_then_run_again_makes_one_correct_branch(site, docker_clie
     tally.record("faults", tried=0, held=1)
 
 
-RESET = [("snapshot", "reset:marked"), ("snapshot", "delete:containers"), ("snapshot", "copy"),
-         ("physical", "copy@0.4"), ("dump", "copy@1.5"), ("snapshot", "fill:ready")]
+# The run after the kill: the same task again (reset: true), or any other apply (state: started).
+RESET = [("snapshot", "reset:marked", "reset"), ("snapshot", "delete:containers", "started"),
+         ("snapshot", "copy", "reset"), ("physical", "copy@0.4", "started"), ("dump", "copy@1.5", "reset"),
+         ("snapshot", "fill:ready", "started")]
 
 
-@pytest.mark.parametrize("method, point", RESET)
-def test_reset_killed_then_run_again_resets_keeping_name_and_port(site, docker_client, tally, method, point):
+@pytest.mark.parametrize("method, point, rerun", RESET)
+def test_reset_killed_then_run_again_resets_keeping_name_and_port(site, docker_client, tally, method, point, rerun):
     name = f"r-{method[:4]}-{point.split('@')[0].replace(':', '-')}"
     made = site["ansible"].run("branch", database=site["name"], name=name, copy_method=method, ttl="2h")
     assert not made.get("failed"), made.get("msg")
@@ -176,7 +180,8 @@ def test_reset_killed_then_run_again_resets_keeping_name_and_port(site, docker_c
     info = site["ansible"].run("branch_info", database=site["name"], name=name)["branches"]
     assert [(b["status"], b["port"]) for b in info] == [("resetting", port)]
 
-    again = site["ansible"].run("branch", database=site["name"], name=name, reset=True, copy_method=method)
+    follow_up = {"reset": True} if rerun == "reset" else {"state": "started"}
+    again = site["ansible"].run("branch", database=site["name"], name=name, copy_method=method, **follow_up)
     assert again["changed"] and again["actions"] == ["reset"], again.get("msg")
     assert again["branch"]["port"] == port and again["branch"]["ttl"] == 7200
     assert_converged(site, docker_client, {name: port})  # the marker row written on the branch is gone

@@ -107,8 +107,7 @@ def test_a_port_taken_by_another_process_is_skipped_at_allocation(ansible, datab
             holder.close()
 
 
-def test_a_pinned_port_taken_before_start_is_one_sentence_naming_the_port(ansible, database, dbname, docker_client,
-                                                                         tally):
+def test_a_pinned_port_taken_before_start_is_one_sentence_naming_the_port(ansible, database, dbname, tally):
     branch = ansible.run("branch", database=dbname, name="parked", state="stopped")["branch"]
     tally.record("faults", tried=1, held=0)
     with socket.socket() as squatter:

@@ -243,19 +243,19 @@ def test_input_error_is_a_branching_error_with_the_parameter_first():
 
 # ------------------------------------------------------------------ placement and connection inputs
 
-@pytest.mark.parametrize("value", ["", "a;b", "../x", "a b", "caf\u00e9", "-x", "x" * 64, ["baseful"], None])
+@pytest.mark.parametrize("value", ["", "a;b", "../x", "a b", "caf\u00e9", "-x", "x" * 256, ["baseful"], None])
 def test_bad_network_names_are_refused(value):
     with pytest.raises(InputError, match=r"^network: .* is not a Docker network name"):
         validate_network(value)
 
 
-@pytest.mark.parametrize("value", ["baseful", "my_net.1", "A-b", "x" * 63])
+@pytest.mark.parametrize("value", ["baseful", "my_net.1", "A-b", "x" * 255])
 def test_docker_network_names_are_accepted(value):
     validate_network(value)
 
 
 @pytest.mark.parametrize("host, version, timeout, parameter", [
-    ("", "auto", 60, "docker_host"), ("ftp://x", "auto", 60, "docker_host"), ("unix://", "auto", 60, "docker_host"),
+    ("", "auto", 60, "docker_host"), ("tcp:// x", "auto", 60, "docker_host"), ([], "auto", 60, "docker_host"),
     ("unix:///var/run/docker.sock", "abc", 60, "api_version"), ("unix:///var/run/docker.sock", "", 60, "api_version"),
     ("unix:///var/run/docker.sock", "auto", 0, "timeout"), ("unix:///var/run/docker.sock", "auto", 86401, "timeout"),
 ])
@@ -268,9 +268,10 @@ def test_bad_docker_options_name_their_parameter(host, version, timeout, paramet
 def test_good_docker_options_pass():
     validate_docker_options("tcp://10.0.0.1:2376", "1.41", 1)
     validate_docker_options("ssh://deploy@host", "auto", 86400)
+    validate_docker_options("unix://", "auto", 60)
 
 
-@pytest.mark.parametrize("value", ["", "line\nbreak", "tab\there", "x" * 1001, "nul\x00"])
+@pytest.mark.parametrize("value", ["", "line\nbreak", "cr\rhere", "x" * 1001, "nul\x00"])
 def test_bad_passwords_are_refused_without_being_echoed(value):
     with pytest.raises(InputError) as caught:
         validate_password(value)
@@ -287,6 +288,7 @@ def test_bad_source_urls_are_refused_without_being_echoed(value):
     assert "secret" not in str(caught.value)
 
 
-@pytest.mark.parametrize("value", ["postgresql://u:p@db.internal:5432/inventory", "postgres://h/db", None])
+@pytest.mark.parametrize("value", ["postgresql://u:p@db.internal:5432/inventory", "postgres://h/db", None,
+                                   "postgresql:///inventory?host=/var/run/postgresql"])
 def test_good_source_urls_pass(value):
     validate_source_url(value)
