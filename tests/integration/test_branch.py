@@ -234,4 +234,5 @@ def test_two_state_dirs_on_one_docker_host_never_touch_each_other(ansible, datab
 def test_state_dir_that_is_a_file_is_one_clear_sentence(ansible, dbname, image17, workdir):
     (workdir / "plain-file").write_text("not a directory\n")
     result = ansible.run("database", name=dbname, image=image17, state_dir=str(workdir / "plain-file"))
-    assert result["failed"] and result["msg"].startswith(f"state_dir: '{workdir / 'plain-file'}' cannot hold the metadata")
+    assert result["failed"] and result["msg"] == (
+        f"state_dir: '{workdir / 'plain-file'}' cannot be a directory: {workdir / 'plain-file'} is a file")
