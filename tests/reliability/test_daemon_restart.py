@@ -10,8 +10,8 @@ import subprocess
 from pathlib import Path
 
 import docker
-from .test_host_faults import CHECKSUM, accepts, wait_until
 
+from .test_host_faults import CHECKSUM, accepts, wait_until
 from conftest import connect, query
 
 
