@@ -20,6 +20,7 @@ TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 TTL_MAX_SECONDS = 3650 * 86400
 NETWORK_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}", re.ASCII)
 API_VERSION_PATTERN = re.compile(r"auto|\d{1,2}\.\d{1,3}", re.ASCII)
+OLDEST_API_VERSION = (1, 24)  # the oldest the Docker SDK for Python speaks
 TIMEOUT_RANGE = range(1, 86401)
 PASSWORD_MAX_LENGTH = 1000
 
@@ -69,9 +70,10 @@ def validate_docker_options(docker_host, api_version, timeout) -> None:
     if not isinstance(docker_host, str) or not docker_host or any(c.isspace() or ord(c) < 32 for c in docker_host):
         raise InputError("docker_host", f"{docker_host!r} is not a Docker daemon address; use unix:///path/to/docker.sock, "
                          "tcp://host:port or ssh://user@host")
-    if not isinstance(api_version, str) or not API_VERSION_PATTERN.fullmatch(api_version):
-        raise InputError("api_version", f"{api_version!r} is not a Docker API version; use auto (the default) or a "
-                         "version such as 1.41")
+    if not isinstance(api_version, str) or not API_VERSION_PATTERN.fullmatch(api_version) or (
+            api_version != "auto" and tuple(int(part) for part in api_version.split(".")) < OLDEST_API_VERSION):
+        raise InputError("api_version", f"{api_version!r} is not a Docker API version the Docker SDK speaks; use auto "
+                         "(the default) or a version from 1.24 on, such as 1.41")
     if timeout not in TIMEOUT_RANGE:
         raise InputError("timeout", f"{timeout!r} is not a number of seconds from 1 to 86400")
 

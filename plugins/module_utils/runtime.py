@@ -254,7 +254,9 @@ class DockerRuntime:
         filters += [f"{key}={value}" for key, value in self.scope.items()]
         if branch:
             filters.append(f"{LABEL_BRANCH}={branch}")
-        return self.client.containers.list(all=True, filters={"label": filters})
+        # ignore_removed: a container removed between Docker's list and the SDK's inspect of each entry
+        # (a copy worker finishing in a parallel run) is simply not there, not an error.
+        return self.client.containers.list(all=True, filters={"label": filters}, ignore_removed=True)
 
     def wait_ready(self, name_or_id: str, user: str, dbname: str, timeout: float = READY_TIMEOUT_SECONDS) -> None:
         """Polls pg_isready over TCP inside the container: the entrypoint's initdb server is socket-only,

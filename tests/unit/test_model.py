@@ -257,6 +257,7 @@ def test_docker_network_names_are_accepted(value):
 @pytest.mark.parametrize("host, version, timeout, parameter", [
     ("", "auto", 60, "docker_host"), ("tcp:// x", "auto", 60, "docker_host"), ([], "auto", 60, "docker_host"),
     ("unix:///var/run/docker.sock", "abc", 60, "api_version"), ("unix:///var/run/docker.sock", "", 60, "api_version"),
+    ("unix:///var/run/docker.sock", "1.0", 60, "api_version"), ("unix:///var/run/docker.sock", "1.23", 60, "api_version"),
     ("unix:///var/run/docker.sock", "auto", 0, "timeout"), ("unix:///var/run/docker.sock", "auto", 86401, "timeout"),
 ])
 def test_bad_docker_options_name_their_parameter(host, version, timeout, parameter):
@@ -267,6 +268,7 @@ def test_bad_docker_options_name_their_parameter(host, version, timeout, paramet
 
 def test_good_docker_options_pass():
     validate_docker_options("tcp://10.0.0.1:2376", "1.41", 1)
+    validate_docker_options("tcp://10.0.0.1:2376", "1.24", 1)
     validate_docker_options("ssh://deploy@host", "auto", 86400)
     validate_docker_options("unix://", "auto", 60)
 
