@@ -10,8 +10,9 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import docker
 import psycopg
@@ -99,6 +100,28 @@ def ansible(workdir, placement, docker_client) -> Ansible:
     runner = Ansible(workdir, placement)
     yield runner
     _remove_containers_under(docker_client, str(workdir))
+
+
+XFS_WITH_REFLINKS = ["mkfs.xfs", "-q", "-m", "reflink=1"]
+EXT4 = ["mkfs.ext4", "-q", "-F"]
+
+
+@contextmanager
+def loop_filesystem(mount: Path, size: str, mkfs: List[str], client, containers_under: str) -> Iterator[Path]:
+    """A filesystem made by `mkfs` in a loop file of `size` under /var/tmp, mounted at `mount` for the
+    body. On the way out the containers whose mounts come from `containers_under` are removed first
+    (they hold the filesystem busy), then it is unmounted and its file deleted."""
+    image = Path(f"/var/tmp/bf-loop-{secrets.token_hex(3)}.img")
+    mount.mkdir(parents=True)
+    subprocess.run(["truncate", "-s", size, str(image)], check=True)
+    subprocess.run([*mkfs, str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        _remove_containers_under(client, containers_under)
+        subprocess.run(["umount", str(mount)], check=True)
+        image.unlink()
 
 
 def _remove_containers_under(client, root: str) -> None:

@@ -4,13 +4,11 @@ transaction committed before it began. Snapshot runs on an XFS (reflink) loop fi
 
 from __future__ import annotations
 
-import secrets
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from conftest import Ansible, _remove_containers_under, query
+from conftest import XFS_WITH_REFLINKS, Ansible, loop_filesystem, query
 
 CHECKSUM = "SELECT count(*), sum(stock_quantity), md5(string_agg(product_id::text || ':' || stock_quantity, ',' " \
            "ORDER BY product_id)) FROM stock"
@@ -19,17 +17,8 @@ CHECKSUM = "SELECT count(*), sum(stock_quantity), md5(string_agg(product_id::tex
 @pytest.fixture
 def xfs_root(workdir, docker_client):
     """A reflink-capable XFS filesystem in a loop file, mounted for the test and removed after it."""
-    image, mount = Path(f"/var/tmp/bf-xfs-{secrets.token_hex(3)}.img"), workdir / "xfs"
-    mount.mkdir()
-    subprocess.run(["truncate", "-s", "3G", str(image)], check=True)
-    subprocess.run(["mkfs.xfs", "-q", "-m", "reflink=1", str(image)], check=True)
-    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
-    try:
+    with loop_filesystem(workdir / "xfs", "3G", XFS_WITH_REFLINKS, docker_client, str(workdir)) as mount:
         yield mount
-    finally:
-        _remove_containers_under(docker_client, str(workdir))
-        subprocess.run(["umount", str(mount)], check=True)
-        image.unlink()
 
 
 @pytest.fixture

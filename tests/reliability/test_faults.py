@@ -14,12 +14,11 @@ import fcntl
 import os
 import secrets
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import Ansible, _remove_containers_under, connect, query
+from conftest import XFS_WITH_REFLINKS, Ansible, connect, loop_filesystem, query
 
 SCALE = 20  # pgbench scale: ~300 MB, so a physical or dump copy is still running when the timer fires
 SOURCE_CHECKSUM = "SELECT count(*), sum(abalance), (SELECT count(*) FROM marker) FROM pgbench_accounts"
@@ -30,33 +29,25 @@ FAULT = "BASEFUL_INJECT_FAULT"
 def site(docker_client, image17):
     """One XFS (reflink) data root and one loaded database for every case of the module."""
     workdir = Path(f"/tmp/bf-rf-{secrets.token_hex(3)}")
-    mount = workdir / "xfs"
-    mount.mkdir(parents=True)
-    image = Path(f"/var/tmp/bf-rf-{secrets.token_hex(3)}.img")
-    subprocess.run(["truncate", "-s", "6G", str(image)], check=True)
-    subprocess.run(["mkfs.xfs", "-q", "-m", "reflink=1", str(image)], check=True)
-    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
-    placement = {"state_dir": str(workdir / "state"), "data_root": str(mount / "data"),
-                 "port_range": os.environ.get("BASEFUL_TEST_PORT_RANGE", "54400-54599")}
-    ansible = Ansible(workdir, placement)
-    name = f"rf{secrets.token_hex(3)}"
     try:
-        production = ansible.run("database", name=name, image=image17)
-        assert not production.get("failed"), production.get("msg")
-        source = docker_client.containers.get(production["branch"]["container_id"])
-        loaded = source.exec_run(["pgbench", "-i", "-q", "-s", str(SCALE), name], user="postgres")
-        assert loaded.exit_code == 0, loaded.output[-500:]
-        url = production["branch"]["url"]
-        with connect(url) as conn:
-            conn.execute("CREATE TABLE marker (note text)")
-            conn.execute("INSERT INTO marker VALUES ('source')")
-            conn.execute("CHECKPOINT")
-        yield {"ansible": ansible, "name": name, "placement": placement, "production": production["branch"],
-               "checksum": query(url, SOURCE_CHECKSUM), "workdir": workdir}
+        with loop_filesystem(workdir / "xfs", "6G", XFS_WITH_REFLINKS, docker_client, str(workdir)) as mount:
+            placement = {"state_dir": str(workdir / "state"), "data_root": str(mount / "data"),
+                         "port_range": os.environ.get("BASEFUL_TEST_PORT_RANGE", "54400-54599")}
+            ansible = Ansible(workdir, placement)
+            name = f"rf{secrets.token_hex(3)}"
+            production = ansible.run("database", name=name, image=image17)
+            assert not production.get("failed"), production.get("msg")
+            source = docker_client.containers.get(production["branch"]["container_id"])
+            loaded = source.exec_run(["pgbench", "-i", "-q", "-s", str(SCALE), name], user="postgres")
+            assert loaded.exit_code == 0, loaded.output[-500:]
+            url = production["branch"]["url"]
+            with connect(url) as conn:
+                conn.execute("CREATE TABLE marker (note text)")
+                conn.execute("INSERT INTO marker VALUES ('source')")
+                conn.execute("CHECKPOINT")
+            yield {"ansible": ansible, "name": name, "placement": placement, "production": production["branch"],
+                   "checksum": query(url, SOURCE_CHECKSUM), "workdir": workdir}
     finally:
-        _remove_containers_under(docker_client, str(workdir))
-        subprocess.run(["umount", str(mount)], check=False)
-        image.unlink(missing_ok=True)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -4,17 +4,14 @@ container or a data directory removed by hand, a port taken by another process, 
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import signal
 import socket
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import Ansible, _remove_containers_under, connect, query, snapshot
+from conftest import EXT4, Ansible, connect, loop_filesystem, query, snapshot
 
 CHECKSUM = "SELECT count(*), sum(stock_quantity) FROM stock"
 
@@ -128,17 +125,8 @@ def test_a_pinned_port_taken_before_start_is_one_sentence_naming_the_port(ansibl
 @pytest.fixture
 def small_root(workdir, docker_client):
     """A 400 MB ext4 filesystem in a loop file: room for a source (~210 MB with its WAL), not for a copy of it."""
-    image, mount = Path(f"/var/tmp/bf-small-{secrets.token_hex(3)}.img"), workdir / "small"
-    mount.mkdir()
-    subprocess.run(["truncate", "-s", "400M", str(image)], check=True)
-    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
-    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
-    try:
+    with loop_filesystem(workdir / "small", "400M", EXT4, docker_client, str(workdir)) as mount:
         yield mount
-    finally:
-        _remove_containers_under(docker_client, str(workdir))
-        subprocess.run(["umount", str(mount)], check=True)
-        image.unlink()
 
 
 @pytest.mark.parametrize("method", ["physical", "dump"])
