@@ -65,7 +65,7 @@ reliability: images install
 	BASEFUL_IMAGE_17=$$(cat build/image-17) BASEFUL_IMAGE_15=$$(cat build/image-15) \
 		$(PYTEST) -q -p no:cacheprovider tests/reliability
 
-test: unit lint sanity integration molecule
+test: unit lint sanity integration reliability molecule
 
 bench: images install
 	@$(PYTHON) -c "import matplotlib" 2>/dev/null || $(PYTHON) -m pip install -q matplotlib
