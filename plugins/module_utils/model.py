@@ -33,6 +33,7 @@ BRANCH_STATES = ("present", "started", "stopped", "absent", "default")
 # of them by a crash is finished by the next apply: a create or delete is cleaned up (and a create made
 # anew if wanted), a reset is done again, keeping the branch's name, port, lease and parent. Live
 # statuses come from Docker.
+IMAGE_MAX_LENGTH = 512  # name (255 at most) plus tag or digest
 CREATING, RESETTING, DELETING = "creating", "resetting", "deleting"
 RUNNING, STOPPED, MISSING = "running", "stopped", "missing"
 
@@ -76,6 +77,15 @@ def validate_docker_options(docker_host, api_version, timeout) -> None:
                          "(the default) or a version from 1.24 on, such as 1.41")
     if timeout not in TIMEOUT_RANGE:
         raise InputError("timeout", f"{timeout!r} is not a number of seconds from 1 to 86400")
+
+
+def validate_image(value) -> None:
+    # The reference grammar is Docker's to judge (it answers 'invalid reference format'); here only what
+    # no reference allows, and what the Docker SDK would not even send (an empty one).
+    if not isinstance(value, str) or not value or len(value) > IMAGE_MAX_LENGTH \
+            or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
+        raise InputError("image", f"{value!r} is not an image reference; use a name such as postgres:17 or "
+                         f"registry.example.com/team/postgres:17 (at most {IMAGE_MAX_LENGTH} characters, no spaces)")
 
 
 def validate_password(value: Optional[str]) -> None:

@@ -134,7 +134,7 @@ class DockerRuntime:
             return
         except ImageNotFound:
             pass
-        except APIError as error:
+        except (APIError, DockerException) as error:
             raise InputError("image", f"{image!r} is not a valid image reference ({_explain(error)})") from error
         try:
             self.client.images.pull(image)

@@ -47,6 +47,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.model import (
     parse_port_range,
     postgres_url,
     timestamp,
+    validate_image,
     validate_name,
     validate_password,
     validate_port,
@@ -120,6 +121,8 @@ class Service:
                        source_url: Optional[str]) -> Outcome:
         validate_name("name", name)
         validate_role("user", user)
+        if state == "present":
+            validate_image(image)
         validate_password(password)
         validate_source_url(source_url)
         if source_url is not None and state == "absent":

@@ -134,16 +134,131 @@ def cases() -> list:
     return found + CONTRADICTIONS
 
 
-def one_sentence_naming(message: str, parameter: str) -> bool:
-    """One line that names the parameter. The collection's own messages ('parameter: ...') are one
-    sentence; Ansible's argument-spec messages ("argument 'port' is of type str and we were unable to
-    convert to int: ...", "value of state must be one of: ...") are its standard single-line form."""
-    if "\n" in message or message.startswith(("MODULE FAILURE", "Traceback")) \
-            or re.match(r"[A-Z][A-Za-z]+Error\b", message):
+ROLE_SAMPLE = 4  # values per role variable: the modules' matrix covers each value's meaning, these its way through the role
+NOT_A_LIST = [{"a": 1}, "a,../etc", 5]
+PATHS_TO_FILES = ["/nonexistent-dir/baseful-expire", "/etc", "/tmp/a\nb", "/tmp/x/"] + HOSTILE[:3] + ["$(id)"]
+
+
+def spread(values: list, count: int = ROLE_SAMPLE) -> list:
+    """`count` values taken evenly from the list: fixed hostile ones and generated ones alike."""
+    step = max(1, -(-len(values) // count))
+    return values[::step][:count]
+
+
+def nested(base: dict, path: tuple, value) -> dict:
+    """A deep copy of `base` with the value at `path` (keys and list indexes) replaced."""
+    copied = json.loads(json.dumps(base))
+    at = copied
+    for key in path[:-1]:
+        at = at[key]
+    at[path[-1]] = value
+    return copied
+
+
+def role_cases(world: dict, placement: dict, expiry_dir: Path) -> list:
+    """(role, variables, words its refusal must name) for every variable of every role. Values come from
+    the modules' matrix where a variable feeds a module parameter; the base of each role is valid."""
+    database, branch = MODULES["database"][1], MODULES["branch"][1]
+    cases = []
+
+    def vary(role: str, base: dict, path: tuple, values: list, *named: str):
+        cases.extend((role, nested(base, path, value), named or (path[-1],)) for value in spread(values))
+
+    def placement_of(role: str, base: dict):
+        for option, values in PLACEMENT.items():
+            vary(role, base, ("baseful_placement", option), values[:2], option)
+
+    provision = {"baseful_databases": [{"name": world["DB"], "image": world["IMAGE17"], "branches": [{"name": "feature"}]}],
+                 "baseful_placement": placement}
+    vary("provision", provision, ("baseful_databases",), NOT_A_LIST)
+    for key in ("name", "state", "image", "user", "password", "source_url"):
+        vary("provision", provision, ("baseful_databases", 0, key), database[key])
+    vary("provision", provision, ("baseful_databases", 0, "branches"), NOT_A_LIST, "branches")
+    for key in ("name", "state", "source", "copy", "copy_method", "ttl", "port", "protected", "reset"):
+        vary("provision", provision, ("baseful_databases", 0, "branches", 0, key), branch[key])
+    vary("provision", provision, ("baseful_provision_no_log",), not_bool())
+    placement_of("provision", provision)
+    cases.append(("provision", nested(provision, ("baseful_databases", 0, "branches"), [{"name": "production", "state": "absent"}]),
+                  ("name",)))
+
+    teardown = {"baseful_teardown_databases": ["nonexistent"], "baseful_placement": placement}
+    vary("teardown", teardown, ("baseful_teardown_databases",), [[name] for name in names() if isinstance(name, str)]
+         + NOT_A_LIST[:1], "baseful_teardown_databases")
+    vary("teardown", teardown, ("baseful_teardown_all",), not_bool())
+    placement_of("teardown", teardown)
+
+    source, target = "baseful_dump_restore_source", "baseful_dump_restore_target"
+    copy = {source: {"database": world["DB"], "branch": "feature"}, target: {"database": world["DB"], "branch": "copy"},
+            "baseful_placement": placement}
+    for side, key in ((source, "database"), (source, "branch"), (target, "database"), (target, "branch")):
+        vary("dump_restore", copy, (side, key), names(), side, key)
+    for side in (source, target):
+        vary("dump_restore", copy, (side,), NOT_A_LIST[1:], side)
+    vary("dump_restore", copy, ("baseful_dump_restore_copy",), branch["copy"])
+    vary("dump_restore", copy, ("baseful_dump_restore_copy_method",), branch["copy_method"])
+    vary("dump_restore", copy, ("baseful_dump_restore_no_log",), not_bool())
+    placement_of("dump_restore", copy)
+    seed = {source: {"url": world["PRODUCTION_URL"]}, target: {"database": "seeded", "image": world["IMAGE17"]},
+            "baseful_placement": placement}
+    vary("dump_restore", seed, (source, "url"), database["source_url"], source, "url")
+    for key in ("image", "user"):
+        vary("dump_restore", seed, (target, key), database[key], target, key)
+    # A new database takes any password validate_password allows ('tab\there' among them).
+    vary("dump_restore", seed, (target, "password"), ["", "line\nbreak", "x" * 1001, "nul\x00"], target, "password")
+    cases += [
+        ("dump_restore", nested(copy, (target, "branch"), "feature"), (source, "branch")),
+        ("dump_restore", nested(copy, (target, "database"), "other"), (source, "database")),
+        ("dump_restore", nested(copy, (source, "url"), world["PRODUCTION_URL"]), (source,)),
+        ("dump_restore", nested(copy, (target,), {"url": world["PRODUCTION_URL"]}), (target, "url")),
+        ("dump_restore", nested(seed, (target, "database"), world["DB"]), (target, "database")),
+        ("dump_restore", nested(seed, (target, "branch"), "feature"), (target, "branch")),
+    ]
+
+    expiry = {"baseful_expiry_state_dir": placement["state_dir"], "baseful_expiry_script": str(expiry_dir / "expire"),
+              "baseful_expiry_log": str(expiry_dir / "expire.log"), "baseful_expiry_logrotate": False}
+    for variable, values in (("state", not_in(["present", "absent"])), ("scheduler", not_in(["cron", "systemd"])),
+                             ("script", PATHS_TO_FILES), ("log", PATHS_TO_FILES),
+                             ("state_dir", PATHS), ("data_root", PATHS),
+                             ("database", [v for v in names() if v != ""] + ["nonexistent"]),
+                             ("docker_host", [v for v in PLACEMENT["docker_host"] if v != ""]),
+                             ("path", ["", "/nonexistent", "a\nb", "$(id)"]),
+                             ("collections_path", ["", "/nonexistent", "a:b", "a\nb"]),
+                             ("cron_user", ["nobody-here", "../etc", "a\nb", "x" * 1000]),
+                             ("systemd_unit", ["", "../etc", "a;b", ".hidden", "x" * 1000]),
+                             ("logrotate", not_bool())):
+        vary("expiry", expiry, (f"baseful_expiry_{variable}",), values)
+    return cases
+
+
+ANSIBLE_FORMS = ("argument ", "value of ", "Unsupported parameters", "missing required", "parameters are ")
+ARGUMENT_SPEC_FAILED = "Validation of arguments failed:\n"  # a role's argument_specs check, Ansible's own wording
+ROLE_REPORT = re.compile(r'^[^:\n]*? failed: ("(?:[^"\\]|\\.)*": )?')  # plugins/filter/failure_message.py
+# ansible-core 2.19's role argument validator crashes on an integer given for a dict with options: the
+# role is refused before any of its tasks, with this message, which names nothing.
+ANSIBLE_CORE_DEFECTS = ("Task failed: argument of type '_AnsibleTaggedInt' is not iterable",)
+
+
+def names_all(message: str, words) -> bool:
+    return all(re.search(rf"(^|[^a-z_]){re.escape(word)}([^a-z_]|$)", message) for word in words)
+
+
+def one_sentence_naming(message: str, *words: str) -> bool:
+    """One line, one sentence, that names the parameter (every one of `words`: a role's nested option
+    is named by its variable and its key). The collection's own messages ('parameter: ...') and the
+    roles' reports ('<task> failed: "<item>": <module message>') are one sentence; Ansible's
+    argument-spec messages ("argument 'port' is of type str and we were unable to convert to int: ...
+    Valid booleans include: ...", "value of state must be one of: ...") are its standard single-line
+    form. A role's argument_specs refusal is Ansible's too: a heading, then one line per problem it
+    found, and a list or dict of the wrong type gives several (its elements are checked as well); at
+    least one of them must name the parameter."""
+    if re.search(r"MODULE FAILURE|Traceback|(^|\n)[A-Z][A-Za-z]+Error\b", message):
         return False
-    if message.startswith(f"{parameter}: ") and re.search(r"[.!?] +[A-Z]", message):
-        return False  # a second sentence in one of our messages
-    return re.search(rf"(^|[^a-z_]){re.escape(parameter)}([^a-z_]|$)", message) is not None
+    if message.startswith(ARGUMENT_SPEC_FAILED):
+        return any(names_all(line, words) for line in message[len(ARGUMENT_SPEC_FAILED):].splitlines())
+    core = ROLE_REPORT.sub("", message, count=1)
+    if "\n" in message or (not core.startswith(ANSIBLE_FORMS) and re.search(r"[.!?] +[A-Z]", message)):
+        return False  # a second line or a second sentence
+    return names_all(message, words)
 
 
 @pytest.fixture
@@ -151,35 +266,69 @@ def world(ansible, database, dbname, image15, image17, docker_client, workdir):
     """The names the cases use, filled in: a real database with a branch 'feature'."""
     made = ansible.run("branch", database=dbname, name="feature")
     assert not made.get("failed"), made.get("msg")
-    return {"DB": dbname, "IMAGE15": image15, "IMAGE17": image17, "PRODUCTION_PORT": database["branch"]["port"]}
+    return {"DB": dbname, "IMAGE15": image15, "IMAGE17": image17, "PRODUCTION_PORT": database["branch"]["port"],
+            "PRODUCTION_URL": database["branch"]["url"]}
 
 
 def fill(args: dict, world: dict) -> dict:
     return {k: world.get(v, v) if isinstance(v, str) else v for k, v in args.items()}
 
 
-def run_spread(placement: dict, workdir, tasks: list) -> list:
-    """Runs the tasks spread over HOSTS local hosts in parallel (each host runs its share, the rest are
-    skipped), and returns each task's result in order."""
-    hosts = {f"h{n}": {"ansible_connection": "local"} for n in range(HOSTS)}
+def host_of(index: int) -> str:
+    return f"h{index % HOSTS}"
+
+
+def play_spread(placement: dict, workdir, tasks: list) -> dict:
+    """Runs the tasks (named 'case <index>...') spread over HOSTS local hosts in parallel, each host
+    running its share, and returns ansible.builtin.json's report."""
+    hosts = {host_of(n): {"ansible_connection": "local"} for n in range(HOSTS)}
     (workdir / "spread.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
-    for index, task in enumerate(tasks):
-        task.update({"name": f"case {index}", "ignore_errors": True, "when": f"inventory_hostname == 'h{index % HOSTS}'"})
     playbook = [{"hosts": "all", "gather_facts": False, "strategy": "free",
                  "module_defaults": {"group/baseful.branching.branching": placement}, "tasks": tasks}]
     (workdir / "matrix.yml").write_text(yaml.safe_dump(playbook))
     env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_PYTHON_INTERPRETER=shutil.which("python3"))
     done = subprocess.run(["ansible-playbook", "-i", str(workdir / "spread.yml"), "-f", str(HOSTS), str(workdir / "matrix.yml")],
                           env=env, capture_output=True, text=True, timeout=1800, check=False)
-    report = json.loads(done.stdout[done.stdout.index("{"):])
-    ran = {}
+    assert "{" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
+    return json.loads(done.stdout[done.stdout.index("{"):])
+
+
+def reported(report: dict, suffix: str = "") -> dict:
+    """Each case's result from the task named 'case <index><suffix>', on the host that ran it (the free
+    strategy reports a task once per host; the others skipped it)."""
+    found = {}
     for task in report["plays"][0]["tasks"]:
-        index = int(task["task"]["name"].split()[1])
-        host = f"h{index % HOSTS}"
-        if host in task["hosts"]:  # the free strategy reports a task once per host; the others skipped it
-            ran[index] = task["hosts"][host]
-    assert sorted(ran) == list(range(len(tasks))), done.stdout[-2000:]
+        name = task["task"]["name"].split()
+        if len(name) >= 2 and name[0] == "case" and " ".join(name[2:]) == suffix.strip():
+            index = int(name[1])
+            if host_of(index) in task["hosts"]:
+                found[index] = task["hosts"][host_of(index)]
+    return found
+
+
+def run_spread(placement: dict, workdir, tasks: list) -> list:
+    """Module cases: each task runs with ignore_errors; returns each task's result in order."""
+    for index, task in enumerate(tasks):
+        task.update({"name": f"case {index}", "ignore_errors": True, "when": f"inventory_hostname == '{host_of(index)}'"})
+    report = play_spread(placement, workdir, tasks)
+    ran = reported(report)
+    assert sorted(ran) == list(range(len(tasks))), json.dumps(report)[-2000:]
     return [ran[index] for index in range(len(tasks))]
+
+
+def run_roles_spread(placement: dict, workdir, cases: list) -> list:
+    """Role cases: each role is included in a block whose rescue records the failure, so that a failure
+    stops the role where it happened, as it would for a user. Returns each case's failure result, or
+    {'failed': False} for a role that ran to its end."""
+    tasks = [{"name": f"case {index}", "when": f"inventory_hostname == '{host_of(index)}'",
+              "block": [{"name": f"case {index} run", "ansible.builtin.include_role": {"name": f"baseful.branching.{role}"},
+                         "vars": role_vars}],
+              "rescue": [{"name": f"case {index} refused", "ansible.builtin.debug": {"var": "ansible_failed_result"}}]}
+             for index, (role, role_vars, _named) in enumerate(cases)]
+    report = play_spread(placement, workdir, tasks)
+    refused = reported(report, "refused")
+    return [dict(refused[index]["ansible_failed_result"], failed=True) if index in refused else {"failed": False}
+            for index in range(len(cases))]
 
 
 def test_every_bad_input_is_refused_in_one_sentence_naming_it_and_changes_nothing(ansible, placement, world, docker_client,
@@ -205,3 +354,41 @@ def test_every_bad_input_is_refused_in_one_sentence_naming_it_and_changes_nothin
     assert sorted(after["files"]) == sorted(before["files"])
     assert [path for path in before["files"] if after["files"][path] != before["files"][path]] == []
     assert sorted(n.name for n in docker_client.networks.list()) == networks
+
+
+def crontab() -> str:
+    return subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False).stdout
+
+
+def test_every_bad_role_variable_is_refused_in_one_sentence_naming_it_and_changes_nothing(
+        ansible, placement, world, docker_client, workdir, tally):
+    expiry_dir = workdir / "expiry"
+    expiry_dir.mkdir()
+    matrix = role_cases(world, placement, expiry_dir)
+    networks = sorted(n.name for n in docker_client.networks.list())
+    before, cron_before = snapshot(docker_client, workdir), crontab()
+    try:
+        with tempfile.TemporaryDirectory() as playbooks:
+            results = run_roles_spread(placement, Path(playbooks), [list(case) for case in matrix])
+    finally:
+        if crontab() != cron_before:  # a case that wrongly installed its entry must not leave it behind
+            subprocess.run(["crontab", "-"], input=cron_before, text=True, check=True)
+    tally.record("bad_input", tried=len(matrix), held=0)
+    wrong, core_defects = [], []
+    for (role, role_vars, named), result in zip(matrix, results):
+        message = str(result.get("msg", ""))
+        if result.get("failed") and message in ANSIBLE_CORE_DEFECTS:
+            core_defects.append(f"{role} {'.'.join(named)}")
+        elif not result.get("failed") or not one_sentence_naming(message, *named):
+            shown = json.dumps({k: v for k, v in role_vars.items() if k != "baseful_placement"})[:160]
+            wrong.append(f"{role} {'.'.join(named)} {shown}: failed={result.get('failed')} msg={message[:300]!r}")
+    tally.record("bad_input", tried=0, held=len(matrix) - len(wrong))
+    print(f"refused by ansible-core's role argument validator with a message naming nothing: {core_defects}")
+    assert not wrong, f"{len(wrong)} of {len(matrix)} bad role variables were not refused in one sentence naming them:\n" \
+        + "\n".join(wrong)
+    after = snapshot(docker_client, workdir)
+    assert after["containers"] == before["containers"] and after["data_dirs"] == before["data_dirs"]
+    assert sorted(after["files"]) == sorted(before["files"])
+    assert [path for path in before["files"] if after["files"][path] != before["files"][path]] == []
+    assert sorted(n.name for n in docker_client.networks.list()) == networks
+    assert crontab() == cron_before

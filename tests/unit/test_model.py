@@ -27,6 +27,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.model import (
     parse_ttl,
     postgres_url,
     validate_docker_options,
+    validate_image,
     validate_name,
     validate_network,
     validate_password,
@@ -271,6 +272,19 @@ def test_good_docker_options_pass():
     validate_docker_options("tcp://10.0.0.1:2376", "1.24", 1)
     validate_docker_options("ssh://deploy@host", "auto", 86400)
     validate_docker_options("unix://", "auto", 60)
+
+
+@pytest.mark.parametrize("value", ["", " ", "postgres: 17", "postgres:17\n", "x" * 513, None, ["postgres:17"]])
+def test_image_references_that_no_registry_allows_are_refused(value):
+    with pytest.raises(InputError) as caught:
+        validate_image(value)
+    assert caught.value.parameter == "image"
+
+
+@pytest.mark.parametrize("value", ["postgres:17", "registry.example.com:5000/Team/postgres:17-Debian",
+                                   "postgres@sha256:" + "a" * 64])
+def test_image_references_are_otherwise_left_to_docker(value):
+    validate_image(value)
 
 
 @pytest.mark.parametrize("value", ["", "line\nbreak", "cr\rhere", "x" * 1001, "nul\x00"])
