@@ -135,11 +135,12 @@ class Service:
     def _ensure_database(self, name, image, user, password, source_url) -> Outcome:
         record = self.store.database(name)
         production = self.store.branch(name, PRODUCTION) if record is not None else None
+        cleanup = []
         if record is not None and (production is None or production.status in (CREATING, DELETING)):
             # A create or delete of the database itself died half-way: finish removing it, then make it anew.
-            if self.check_mode:
-                return Outcome(True, ["cleanup", "create_database", "create_branch"], {}, {"name": name})
-            self._purge_database(name, self.store.branches(name))
+            cleanup = ["cleanup"]
+            if not self.check_mode:
+                self._purge_database(name, self.store.branches(name))
             record = None
         if record is not None:
             for parameter, wanted, actual in (("image", image, record.image), ("user", user, record.user)):
@@ -153,7 +154,7 @@ class Service:
             outcome.values["database"] = self._database_view(record)
             return outcome
         after = {"name": name, "image": image, "user": user, "branches": [PRODUCTION], "default_branch": PRODUCTION}
-        outcome = Outcome(True, ["create_database", "create_branch"], {}, after)
+        outcome = Outcome(True, cleanup + ["create_database", "create_branch"], {}, after)
         if self.check_mode:
             outcome.values["database"] = after
             return outcome
@@ -186,11 +187,18 @@ class Service:
         return outcome
 
     def _purge_database(self, name: str, branches: List[BranchRecord]) -> None:
+        # Marked first: a run that dies half-way leaves a database whose next apply, present or absent,
+        # finishes the removal (_ensure_database), rather than branches 'missing' their containers.
+        for branch in branches:
+            self.store.update_branch(name, branch.name, status=DELETING)
+        injection_point("database:marked")
         for container in self.runtime.labelled(name):
             self.runtime.remove(container.id)
+        injection_point("database:containers")
         for branch in branches:
             _remove_tree(branch.data_dir)
         _remove_tree(os.path.join(self.placement.data_root, name))
+        injection_point("database:data")
         self.store.remove_database(name)
         secret = os.path.join(self.store.secret_dir, f"{name}.password")
         if os.path.exists(secret):

@@ -51,9 +51,11 @@ def site(docker_client, image17):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def killed_at(site, point: str, **args) -> dict:
-    """Runs baseful.branching.branch with the injection point armed; the module must die by SIGKILL."""
-    task = {"baseful.branching.branch": dict(database=site["name"], **args), "environment": {FAULT: point}}
+def killed_at(site, point: str, module: str = "branch", **args) -> dict:
+    """Runs the module (branch: of the site's database) with the injection point armed; it must die by SIGKILL."""
+    if module == "branch":
+        args = dict(database=site["name"], **args)
+    task = {f"baseful.branching.{module}": args, "environment": {FAULT: point}}
     result = site["ansible"].play([task])[0]
     assert result.get("failed") and "rc" in result and result["rc"] in (-9, 137), \
         f"the module was meant to die at {point}, but: {str(result)[:600]}"
@@ -119,8 +121,10 @@ def evidence(site, client, name: str, point: str, method: str) -> None:
         assert (data_dir(site, name) / "PG_VERSION").exists() and not containers
     elif point in ("fill:container", "fill:ready"):
         assert [c.labels["baseful.role"] for c in containers] == ["branch"]
-    elif point == "delete:containers":
+    elif point in ("delete:containers", "database:containers"):
         assert not containers and data_dir(site, name).exists()
+    elif point == "database:marked":
+        assert [c.labels["baseful.role"] for c in containers] == ["branch"] and status == "deleting"
     elif point == "delete:data":
         assert not data_dir(site, name).exists() and status == "deleting"
 
@@ -194,4 +198,82 @@ def test_delete_killed_then_run_again_leaves_nothing(site, docker_client, tally,
     assert again["changed"] and again["actions"] == ["cleanup"], again
     assert_converged(site, docker_client, {})
     assert site["ansible"].run("branch", database=site["name"], name=name, state="absent")["changed"] is False
+    tally.record("faults", tried=0, held=1)
+
+
+# The database module's own steps: its create makes the production branch with the same steps as a
+# branch (empty: initdb by the image; seeded: a dump from source_url, here the site's database), and
+# its state: absent marks every branch 'deleting', removes the containers, then the data, then the record.
+DATABASE_CREATE = [("empty", "create:reserved"), ("empty", "fill:data_dir"), ("empty", "fill:container"),
+                   ("empty", "fill:ready"), ("seeded", "copy@1.5"), ("seeded", "fill:ready")]
+
+
+def assert_database_converged(site, client, name: str, exists: bool) -> None:
+    """One running production branch and nothing else of the database, or nothing of it at all."""
+    labelled = client.containers.list(all=True, filters={"label": f"baseful.database={name}"})
+    root = Path(site["placement"]["data_root"]) / name
+    secret = Path(site["placement"]["state_dir"]) / "secrets" / f"{name}.password"
+    names = [b["name"] for b in site["ansible"].run("branch_info")["branches"] if b["database"] == name]
+    if exists:
+        assert names == ["production"]
+        assert [(c.labels["baseful.role"], c.status) for c in labelled] == [("branch", "running")], "stray container"
+        assert sorted(p.name for p in root.iterdir()) == ["production"], "stray data directory"
+        assert secret.stat().st_mode & 0o777 == 0o600
+    else:
+        assert names == [] and labelled == [] and not root.exists() and not secret.exists()
+    for lock in Path(site["placement"]["state_dir"], "locks").iterdir():
+        with open(lock, "rb") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    assert query(site["production"]["url"], SOURCE_CHECKSUM) == site["checksum"], "the source changed"
+
+
+@pytest.mark.parametrize("seed, point", DATABASE_CREATE)
+def test_database_create_killed_then_run_again_makes_one_correct_database(site, docker_client, image17, tally, seed,
+                                                                          point):
+    name = f"k{secrets.token_hex(3)}"
+    args = {"name": name, "image": image17}
+    if seed == "seeded":
+        args["source_url"] = site["production"]["url"]
+    tally.record("faults", tried=1, held=0)
+    killed_at(site, point, module="database", **args)
+    view = dict(site, name=name)
+    assert record_of(view, "production") == "creating"
+    evidence(view, docker_client, "production", point, "dump")
+
+    again = site["ansible"].run("database", **args)
+    assert again["changed"] and again["actions"][:3] == ["cleanup", "create_database", "create_branch"], again.get("msg")
+    assert_database_converged(site, docker_client, name, exists=True)
+    if seed == "seeded":
+        assert query(again["branch"]["url"], SOURCE_CHECKSUM) == site["checksum"]
+    assert site["ansible"].run("database", **args)["changed"] is False
+    assert site["ansible"].run("database", name=name, state="absent")["changed"]
+    assert_database_converged(site, docker_client, name, exists=False)
+    tally.record("faults", tried=0, held=1)
+
+
+@pytest.mark.parametrize("point, rerun", [("database:marked", "absent"), ("database:containers", "present"),
+                                          ("database:data", "absent")])
+def test_database_delete_killed_then_run_again_finishes_it(site, docker_client, image17, tally, point, rerun):
+    name = f"k{secrets.token_hex(3)}"
+    made = site["ansible"].run("database", name=name, image=image17)
+    assert not made.get("failed"), made.get("msg")
+    assert not site["ansible"].run("branch", database=name, name="feature").get("failed")
+    with connect(made["branch"]["url"]) as conn:
+        conn.execute("CREATE TABLE doomed (id int)")
+    tally.record("faults", tried=1, held=0)
+    killed_at(site, point, module="database", name=name, state="absent")
+    view = dict(site, name=name)
+    assert record_of(view, "production") == "deleting" and record_of(view, "feature") == "deleting"
+    evidence(view, docker_client, "production", point, "snapshot")
+    if point == "database:data":
+        assert not (Path(site["placement"]["data_root"]) / name).exists()
+
+    again = site["ansible"].run("database", name=name, image=image17, state=rerun)
+    assert again["changed"], again.get("msg")
+    if rerun == "present":  # the removal asked for is finished first, then the database is made anew
+        assert again["actions"][:2] == ["cleanup", "create_database"]
+        assert query(again["branch"]["url"], "SELECT to_regclass('doomed') IS NULL") == [(True,)]
+    assert_database_converged(site, docker_client, name, exists=rerun == "present")
+    site["ansible"].run("database", name=name, state="absent")
+    assert_database_converged(site, docker_client, name, exists=False)
     tally.record("faults", tried=0, held=1)
