@@ -16,10 +16,11 @@ deps:
 	@$(PYTHON) -c "import ansible, docker, psycopg, pytest, hypothesis" 2>/dev/null \
 		&& command -v ansible-lint molecule >/dev/null \
 		|| $(PYTHON) -m pip install -q -r requirements-test.txt
-	@# debootstrap builds the test images; xfsprogs makes the reflink filesystem of the snapshot tests
-	@# and the benchmark; cron provides crontab for the expiry role.
-	@command -v debootstrap >/dev/null && command -v mkfs.xfs >/dev/null && command -v crontab >/dev/null \
-		|| { apt-get update -qq && apt-get install -y -qq debootstrap xfsprogs cron >/dev/null; }
+	@# debootstrap builds the test images; xfsprogs and btrfs-progs make the reflink filesystems of the
+	@# snapshot tests and the benchmark; cron provides crontab for the expiry role.
+	@command -v debootstrap >/dev/null && command -v mkfs.xfs >/dev/null && command -v mkfs.btrfs >/dev/null \
+		&& command -v crontab >/dev/null \
+		|| { apt-get update -qq && apt-get install -y -qq debootstrap xfsprogs btrfs-progs cron >/dev/null; }
 
 images: deps
 	@tests/images/ensure.sh 17 > build/image-17 2>build/image-17.log || { cat build/image-17.log; exit 1; }

@@ -103,6 +103,7 @@ def ansible(workdir, placement, docker_client) -> Ansible:
 
 
 XFS_WITH_REFLINKS = ["mkfs.xfs", "-q", "-m", "reflink=1"]
+BTRFS = ["mkfs.btrfs", "-q", "-f"]
 EXT4 = ["mkfs.ext4", "-q", "-F"]
 
 

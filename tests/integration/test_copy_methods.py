@@ -1,6 +1,6 @@
 """snapshot, physical and dump: each makes a correct branch; auto picks each where it should;
 a branch taken while pgbench writes to the source recovers, passes pg_amcheck and holds every
-transaction committed before it began. Snapshot runs on an XFS (reflink) loop filesystem."""
+transaction committed before it began. Snapshot runs on XFS and btrfs loop filesystems (reflinks)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import XFS_WITH_REFLINKS, Ansible, loop_filesystem, query
+from conftest import BTRFS, XFS_WITH_REFLINKS, Ansible, loop_filesystem, query
 
 CHECKSUM = "SELECT count(*), sum(stock_quantity), md5(string_agg(product_id::text || ':' || stock_quantity, ',' " \
            "ORDER BY product_id)) FROM stock"
@@ -24,6 +24,18 @@ def xfs_root(workdir, docker_client):
 @pytest.fixture
 def on_xfs(workdir, placement, xfs_root) -> Ansible:
     return Ansible(workdir, dict(placement, data_root=str(xfs_root)))
+
+
+@pytest.fixture
+def on_btrfs(workdir, placement, docker_client) -> Ansible:
+    with loop_filesystem(workdir / "btrfs", "3G", BTRFS, docker_client, str(workdir)) as mount:
+        yield Ansible(workdir, dict(placement, data_root=str(mount)))
+
+
+@pytest.fixture
+def on_reflinks(request) -> Ansible:
+    """The data root of the test's filesystem parameter: 'xfs' or 'btrfs'."""
+    return request.getfixturevalue(f"on_{request.param}")
 
 
 def make_database(ansible: Ansible, name: str, image: str) -> dict:
@@ -42,13 +54,14 @@ def query_many(url: str, statements) -> None:
             conn.execute(statement)
 
 
-def test_auto_picks_snapshot_on_reflink_and_every_method_copies_correctly(on_xfs, dbname, image17):
-    production = make_database(on_xfs, dbname, image17)
+@pytest.mark.parametrize("on_reflinks", ["xfs", "btrfs"], indirect=True)
+def test_auto_picks_snapshot_on_reflink_and_every_method_copies_correctly(on_reflinks, dbname, image17):
+    production = make_database(on_reflinks, dbname, image17)
     expected = query(production["url"], CHECKSUM)
     made = {}
     for name, method in (("auto-all", None), ("snap", "snapshot"), ("phys", "physical"), ("logical", "dump")):
         args = {"copy_method": method} if method else {}
-        result = on_xfs.run("branch", database=dbname, name=name, **args)
+        result = on_reflinks.run("branch", database=dbname, name=name, **args)
         assert result.get("changed"), result.get("msg")
         made[name] = result
         assert query(result["branch"]["url"], CHECKSUM) == expected, name
@@ -56,7 +69,7 @@ def test_auto_picks_snapshot_on_reflink_and_every_method_copies_correctly(on_xfs
     assert made["snap"]["copy_result"]["source_pause_ms"] is not None
     assert made["snap"]["copy_result"]["bytes"] > 0
     assert [made[n]["copy_result"]["method"] for n in ("snap", "phys", "logical")] == ["snapshot", "physical", "dump"]
-    schema = on_xfs.run("branch", database=dbname, name="structure", copy="schema")
+    schema = on_reflinks.run("branch", database=dbname, name="structure", copy="schema")
     assert schema["branch"]["copy_method"] == "dump"
 
 
@@ -64,7 +77,8 @@ def test_auto_picks_physical_without_reflinks_and_refuses_snapshot(ansible, data
     assert ansible.run("branch", database=dbname, name="auto-copy")["branch"]["copy_method"] == "physical"
     refused = ansible.run("branch", database=dbname, name="snap", copy_method="snapshot")
     assert refused["failed"] and refused["msg"] == (
-        "copy_method: 'snapshot' cannot serve this copy (data_root supports neither reflinks nor btrfs snapshots); "
+        "copy_method: 'snapshot' cannot serve this copy (data_root does not support reflinks, as XFS with reflink=1 "
+        "and btrfs do); "
         "use one of: auto, physical, dump")
 
 
@@ -89,10 +103,11 @@ def test_stopped_source_is_copied_by_snapshot_and_physical(on_xfs, dbname, image
     assert refused["failed"] and refused["msg"].startswith("source: branch 'base' of database")
 
 
-@pytest.mark.parametrize("method", ["snapshot", "physical"])
+@pytest.mark.parametrize("on_reflinks, method", [("xfs", "snapshot"), ("xfs", "physical"), ("btrfs", "snapshot")],
+                         indirect=["on_reflinks"])
 def test_branch_taken_under_pgbench_load_recovers_and_holds_every_committed_transaction(
-        on_xfs, dbname, image17, docker_client, method):
-    production = on_xfs.run("database", name=dbname, image=image17)["branch"]
+        on_reflinks, dbname, image17, docker_client, method):
+    production = on_reflinks.run("database", name=dbname, image=image17)["branch"]
     source = docker_client.containers.get(production["container_id"])
     initialised = source.exec_run(["pgbench", "-i", "-s", "5", "-q", dbname], user="postgres")
     assert initialised.exit_code == 0, initialised.output.decode()[-1000:]
@@ -103,7 +118,7 @@ def test_branch_taken_under_pgbench_load_recovers_and_holds_every_committed_tran
         subprocess.run(["sleep", "2"], check=True)
         committed_before = query(production["url"], "SELECT count(*) FROM pgbench_history")[0][0]
         assert committed_before > 0
-        branch = on_xfs.run("branch", database=dbname, name=f"under-load-{method[:4]}", copy_method=method)
+        branch = on_reflinks.run("branch", database=dbname, name=f"under-load-{method[:4]}", copy_method=method)
         assert branch.get("changed"), branch.get("msg")
         assert load.poll() is None, "the load must still be running while the branch is taken"
     finally:

@@ -74,7 +74,7 @@ def test_an_explicit_method_serves_exactly_where_it_is_correct(method, mode, sam
     ("physical", "all", True, True, False, "the source is an external server"),
     ("snapshot", "all", False, False, True, "different PostgreSQL major versions"),
     ("physical", "all", False, False, True, "different PostgreSQL major versions"),
-    ("snapshot", "all", True, False, False, "data_root supports neither reflinks nor btrfs snapshots"),
+    ("snapshot", "all", True, False, False, "data_root does not support reflinks, as XFS with reflink=1 and btrfs do"),
 ])
 def test_refusal_explains_why_the_method_cannot_serve(method, mode, same_major, external, cow, reason):
     with pytest.raises(InputError) as caught:
@@ -92,7 +92,7 @@ def test_why_not_reasons_in_order_of_precedence():
     assert _why_not("snapshot", "all", False, True, False) == "the source is an external server"
     assert _why_not("physical", "all", False, False, True) == ("source and target run different PostgreSQL "
                                                                "major versions")
-    assert _why_not("snapshot", "all", True, False, False) == "data_root supports neither reflinks nor btrfs snapshots"
+    assert _why_not("snapshot", "all", True, False, False) == "data_root does not support reflinks, as XFS with reflink=1 and btrfs do"
 
 
 def test_unknown_method_is_refused():

@@ -98,7 +98,7 @@ def _why_not(method: str, mode: str, same_major: bool, external_source: bool, co
     if not same_major:
         return "source and target run different PostgreSQL major versions"
     if not copy_on_write:
-        return "data_root supports neither reflinks nor btrfs snapshots"
+        return "data_root does not support reflinks, as XFS with reflink=1 and btrfs do"
     return "unsupported"
 
 
