@@ -57,14 +57,14 @@ molecule: images install
 
 integration: images install
 	BASEFUL_IMAGE_17=$$(cat build/image-17) BASEFUL_IMAGE_15=$$(cat build/image-15) \
-		$(PYTEST) -q -x tests/integration
+		$(PYTEST) -q -x --durations=8 tests/integration
 
 # Faults injected for real (SIGKILL at every step, a killed postmaster, a restarted Docker daemon, a
 # full disk), 5 rounds of concurrent runs, the generated bad-input matrix and the exposure checks;
 # tests/reliability/README.md holds its table.
 reliability: images install
 	BASEFUL_IMAGE_17=$$(cat build/image-17) BASEFUL_IMAGE_15=$$(cat build/image-15) \
-		$(PYTEST) -q -p no:cacheprovider tests/reliability
+		$(PYTEST) -q -p no:cacheprovider --durations=8 tests/reliability
 
 test: unit lint sanity integration reliability molecule
 
