@@ -242,6 +242,7 @@ class BranchView:
     ttl: Optional[int] = None
     size_bytes: Optional[int] = None
     data_dir_exists: bool = True
+    copy_progress: Optional[dict] = None
     extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:

@@ -558,7 +558,24 @@ class Service:
             copy_mode=record.copy_mode, copy_method=record.copy_method, created_at=record.created_at,
             expires_at=record.expires_at, data_dir=record.data_dir, ttl=record.ttl_seconds,
             size_bytes=tree_size(record.data_dir, allocated=True) if exists else None, data_dir_exists=exists,
+            copy_progress=self._copy_progress(record) if record.status in (CREATING, RESETTING) and exists else None,
         )
+
+    def _copy_progress(self, record: BranchRecord) -> dict:
+        """Where a copy still under way is: the bytes in the branch's data directory so far, against its
+        source's for a file copy (a restored dump's size on disk is not its source's), whether the run
+        making it is alive (it holds the branch's lock; a dead one is cleaned up by the next apply), and
+        whether a copy worker runs."""
+        done = tree_size(record.data_dir)
+        source = self.store.branch(record.database, record.parent) \
+            if record.parent and record.copy_method in ("snapshot", "physical") else None
+        expected = tree_size(source.data_dir) if source is not None and os.path.isdir(source.data_dir) else None
+        workers = [c for c in self.runtime.labelled(record.database, record.name)
+                   if c.labels.get(LABEL_ROLE) == "worker" and c.status == "running"]
+        return {"method": record.copy_method, "bytes": done, "expected_bytes": expected,
+                "percent": min(99, 100 * done // expected) if expected else None,
+                "run_alive": self.store.held(f"{record.database}/{record.name}"), "copying": bool(workers),
+                "worker_started_at": workers[0].attrs["State"]["StartedAt"] if workers else None}
 
 
 def _write_secret(path: str, value: str) -> None:

@@ -253,6 +253,23 @@ class Store:
                               f"the lock on {key}; another run is working on it"):
             yield
 
+    def held(self, key: str) -> bool:
+        """Whether a live process holds the lock on `key` (read-only stores can ask too): probed with a
+        shared lock, taken and dropped at once."""
+        try:
+            fd = os.open(os.path.join(self.lock_dir, key.replace("/", "@") + ".lock"), os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except OSError as error:
+            if error.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            return True
+        finally:
+            os.close(fd)
+
     @contextmanager
     def _first_free(self, names: List[str], mode: int, timeout: float, waiting_for: str) -> Iterator[int]:
         """Holds the first of the lock files `names` that can be had in `mode`, polling until `timeout`;

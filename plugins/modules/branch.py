@@ -216,6 +216,16 @@ branch:
     size_bytes:
       description: Disk used by the data directory.
       type: int
+    copy_progress:
+      description:
+        - Only while the branch is V(creating) or V(resetting) (see it with M(baseful.branching.branch_info) from
+          another terminal or task, for example while this module runs under C(async)); null otherwise.
+        - V(method); V(bytes) in the branch's data directory so far; V(expected_bytes), the source's data directory,
+          for V(snapshot) and V(physical) (null for V(dump), whose size on disk is not the source's); V(percent) of
+          it, at most 99 until the copy is done; V(run_alive), whether the run making the branch is still alive (it
+          holds the branch's lock; after a run that died, the next apply cleans up); V(copying), whether a copy
+          worker (V(physical), V(dump)) runs, and V(worker_started_at), Docker's start time of that worker.
+      type: dict
   sample:
     name: my-debug-session
     database: inventory

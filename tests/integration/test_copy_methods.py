@@ -5,6 +5,7 @@ transaction committed before it began. Snapshot runs on XFS and btrfs loop files
 from __future__ import annotations
 
 import subprocess
+import time
 
 import pytest
 
@@ -147,3 +148,28 @@ def test_a_copy_runs_under_async_and_poll_and_reports_its_figures(ansible, datab
     assert query(result["branch"]["url"], "SELECT count(*) FROM stock") == [(500,)]
     dumped = ansible.run("branch", database=dbname, name="dumped", copy_method="dump")["copy_result"]
     assert dumped["method"] == "dump" and dumped["bytes"] > 10_000_000
+
+
+def test_a_long_copy_shows_where_it_is_while_it_runs(ansible, database, dbname, docker_client):
+    source = docker_client.containers.get(database["branch"]["container_id"])
+    loaded = source.exec_run(["pgbench", "-i", "-q", "-s", "20", dbname], user="postgres")
+    assert loaded.exit_code == 0, loaded.output.decode()[-500:]
+    task = {"baseful.branching.branch": {"database": dbname, "name": "long", "copy_method": "dump"},
+            "async": 600, "poll": 0, "register": "job"}
+    job = ansible.play([task])[0]["ansible_job_id"]
+    seen, deadline = [], time.monotonic() + 600
+    while time.monotonic() < deadline:  # what a second terminal sees while the copy runs
+        branches = ansible.run("branch_info", database=dbname, name="long")["branches"]
+        if branches and branches[0]["status"] != "creating":
+            break
+        if branches and branches[0]["copy_progress"]:
+            seen.append(branches[0]["copy_progress"])
+    waited = {"ansible.builtin.async_status": {"jid": job}, "register": "done", "until": "done.finished",
+              "retries": 600, "delay": 1}
+    finished = ansible.play([waited])[0]
+    assert not finished.get("failed") and finished["branch"]["status"] == "running", finished.get("msg")
+    assert finished["branch"]["copy_progress"] is None
+    assert seen, "branch_info never saw the copy under way"
+    assert all(p["method"] == "dump" and p["expected_bytes"] is None and p["percent"] is None for p in seen)
+    assert all(p["run_alive"] for p in seen), seen
+    assert any(p["copying"] and p["worker_started_at"] and p["bytes"] > 0 for p in seen), seen

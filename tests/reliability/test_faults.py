@@ -144,6 +144,16 @@ def test_create_killed_then_run_again_makes_one_correct_branch(site, docker_clie
     killed_at(site, point, name=name, copy_method=method)
     assert record_of(site, name) == "creating"
     evidence(site, docker_client, name, point, method)
+    progress = site["ansible"].run("branch_info", database=site["name"], name=name)["branches"][0]["copy_progress"]
+    if point == "create:reserved":
+        assert progress is None  # no data directory yet
+    else:
+        assert progress["method"] == method
+        if method != "dump":
+            assert progress["expected_bytes"] > 100_000_000 and 0 <= progress["percent"] <= 99, progress
+        assert progress["run_alive"] is False  # the run was killed: its lock went with it
+        if not point.startswith("copy"):  # no worker outlives these points (one may outlive a kill mid-copy)
+            assert progress["copying"] is False, progress
 
     again = site["ansible"].run("branch", database=site["name"], name=name, copy_method=method)
     assert again["changed"] and again["actions"] == ["cleanup", "create"], again.get("msg")

@@ -416,6 +416,16 @@ def test_shared_locks_coexist_and_exclude_an_exclusive_one(store):
         assert "timed out" in str(refused(store, "inventory", shared=True))
 
 
+def test_held_tells_whether_a_live_holder_has_the_lock_without_taking_it_for_long(store):
+    assert store.held("inventory/feature") is False  # never locked: no lock file
+    with store.lock("inventory/feature"):
+        assert store.held("inventory/feature") is True
+        assert Store(store.state_dir, read_only=True).held("inventory/feature") is True
+        assert store.held("inventory/other") is False
+    assert store.held("inventory/feature") is False
+    granted(store, "inventory/feature")  # the probe left nothing held
+
+
 def test_a_lock_is_released_when_the_body_raises(store):
     with pytest.raises(ValueError), store.lock("inventory"):
         raise ValueError("boom")
