@@ -20,7 +20,8 @@ description:
     C(<task> failed: <item>: <message>; ...), for the roles' C(rescue) sections."
   - "A module message that starts with one of the module's parameter names (C(name: ...)) is reported under
     the role variable that fed that parameter, given in O(parameters)."
-  - Item labels are quoted, so that a name holding a newline or quote keeps the report on one line.
+  - Item labels are quoted and runs of white space (newlines among them) in messages become one space, so the
+    report is one line.
 options:
   _input:
     description: The registered result of the failed task.
@@ -55,6 +56,7 @@ _value:
 """
 
 PARAMETER_PREFIX = re.compile(r"^([a-z_]+): ")
+ARGUMENT_FORM = re.compile(r"^argument '([a-z_]+)'")  # AnsibleModule's own refusal of a value's type
 PLACEMENT_OPTIONS = tuple(shared_argument_spec())
 
 
@@ -68,6 +70,9 @@ def _renamed(message: str, parameters: dict) -> str:
     found = PARAMETER_PREFIX.match(message)
     if found and found.group(1) in parameters:
         return f"{parameters[found.group(1)]}: {message[found.end():]}"
+    found = ARGUMENT_FORM.match(message)
+    if found and found.group(1) in parameters:
+        return f"argument '{parameters[found.group(1)]}'{message[found.end():]}"
     return message
 
 
@@ -80,7 +85,7 @@ def failure_message(result: dict, task: str, parameters: dict = None, placement:
     for one in each:
         if not isinstance(one, dict) or not one.get("failed"):
             continue
-        message = _renamed(str(one.get("msg", "failed")), parameters)
+        message = _renamed(" ".join(str(one.get("msg", "failed")).split()), parameters)  # one line, whatever it says
         failures.append(f"{_label(one['item'])}: {message}" if "item" in one else message)
     return f"{task} failed: {'; '.join(failures) or 'see above'}"
 

@@ -33,7 +33,7 @@ BRANCH_STATES = ("present", "started", "stopped", "absent", "default")
 # of them by a crash is finished by the next apply: a create or delete is cleaned up (and a create made
 # anew if wanted), a reset is done again, keeping the branch's name, port, lease and parent. Live
 # statuses come from Docker.
-IMAGE_MAX_LENGTH = 512  # name (255 at most) plus tag or digest
+IMAGE_MAX_LENGTH = 640  # name (255 at most), tag (128) and digest (sha512: 135)
 CREATING, RESETTING, DELETING = "creating", "resetting", "deleting"
 RUNNING, STOPPED, MISSING = "running", "stopped", "missing"
 

@@ -189,8 +189,7 @@ class Service:
     def _purge_database(self, name: str, branches: List[BranchRecord]) -> None:
         # Marked first: a run that dies half-way leaves a database whose next apply, present or absent,
         # finishes the removal (_ensure_database), rather than branches 'missing' their containers.
-        for branch in branches:
-            self.store.update_branch(name, branch.name, status=DELETING)
+        self.store.mark_database_deleting(name)
         injection_point("database:marked")
         for container in self.runtime.labelled(name):
             self.runtime.remove(container.id)
@@ -574,7 +573,9 @@ class Service:
                    if c.labels.get(LABEL_ROLE) == "worker" and c.status == "running"]
         return {"method": record.copy_method, "bytes": done, "expected_bytes": expected,
                 "percent": min(99, 100 * done // expected) if expected else None,
-                "run_alive": self.store.held(f"{record.database}/{record.name}"), "copying": bool(workers),
+                # A database's create or removal locks the database alone, a branch's run the branch too.
+                "run_alive": self.store.held(f"{record.database}/{record.name}") or self.store.held(record.database),
+                "copying": bool(workers),
                 "worker_started_at": workers[0].attrs["State"]["StartedAt"] if workers else None}
 
 

@@ -221,6 +221,12 @@ class Store:
             db.execute(f"UPDATE branches SET {assignments} WHERE database = :_db AND name = :_name",
                        dict(values, _db=database, _name=name))
 
+    def mark_database_deleting(self, database: str) -> None:
+        """Every branch of the database 'deleting', in one transaction: a removal killed half-way leaves
+        all of them marked or none."""
+        with self.transaction() as db:
+            db.execute("UPDATE branches SET status = 'deleting' WHERE database = ?", (database,))
+
     def set_default(self, database: str, name: str) -> None:
         with self.transaction() as db:
             db.execute("UPDATE branches SET is_default = 0 WHERE database = ? AND is_default = 1", (database,))

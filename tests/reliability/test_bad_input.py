@@ -155,82 +155,88 @@ def nested(base: dict, path: tuple, value) -> dict:
     return copied
 
 
-def role_cases(world: dict, placement: dict, expiry_dir: Path) -> list:
-    """(role, variables, words its refusal must name) for every variable of every role. Values come from
-    the modules' matrix where a variable feeds a module parameter; the base of each role is valid."""
+def role_cases(world: dict, placement: dict, expiry_dir: Path) -> tuple:
+    """(role, variables, the name its refusal must give) for every variable of every role, and the valid
+    base variables of each role, which must be accepted. Values come from the modules' matrix where a
+    variable feeds a module parameter (a sample: the modules' matrix covers each value's meaning, these
+    its way through the role), else from short lists given here in full."""
     database, branch = MODULES["database"][1], MODULES["branch"][1]
     cases = []
 
-    def vary(role: str, base: dict, path: tuple, values: list, *named: str):
-        cases.extend((role, nested(base, path, value), named or (path[-1],)) for value in spread(values))
+    def vary(role: str, base: dict, path: tuple, values: list, name: str = None):
+        cases.extend((role, nested(base, path, value), name or path[-1]) for value in values)
 
     def placement_of(role: str, base: dict):
         for option, values in PLACEMENT.items():
-            vary(role, base, ("baseful_placement", option), values[:2], option)
+            vary(role, base, ("baseful_placement", option), values[:2], f"baseful_placement.{option}")
 
     provision = {"baseful_databases": [{"name": world["DB"], "image": world["IMAGE17"], "branches": [{"name": "feature"}]}],
                  "baseful_placement": placement}
     vary("provision", provision, ("baseful_databases",), NOT_A_LIST)
     for key in ("name", "state", "image", "user", "password", "source_url"):
-        vary("provision", provision, ("baseful_databases", 0, key), database[key])
-    vary("provision", provision, ("baseful_databases", 0, "branches"), NOT_A_LIST, "branches")
+        vary("provision", provision, ("baseful_databases", 0, key), spread(database[key]))
+    vary("provision", provision, ("baseful_databases", 0, "branches"), NOT_A_LIST)
     for key in ("name", "state", "source", "copy", "copy_method", "ttl", "port", "protected", "reset"):
-        vary("provision", provision, ("baseful_databases", 0, "branches", 0, key), branch[key])
-    vary("provision", provision, ("baseful_provision_no_log",), not_bool())
+        vary("provision", provision, ("baseful_databases", 0, "branches", 0, key), spread(branch[key]))
+    vary("provision", provision, ("baseful_provision_no_log",), spread(not_bool()))
     placement_of("provision", provision)
     cases.append(("provision", nested(provision, ("baseful_databases", 0, "branches"), [{"name": "production", "state": "absent"}]),
-                  ("name",)))
+                  "name"))
 
     teardown = {"baseful_teardown_databases": ["nonexistent"], "baseful_placement": placement}
-    vary("teardown", teardown, ("baseful_teardown_databases",), [[name] for name in names() if isinstance(name, str)]
-         + NOT_A_LIST[:1], "baseful_teardown_databases")
-    vary("teardown", teardown, ("baseful_teardown_all",), not_bool())
+    vary("teardown", teardown, ("baseful_teardown_databases",),
+         spread([[name] for name in names() if isinstance(name, str)]) + NOT_A_LIST[:1])
+    vary("teardown", teardown, ("baseful_teardown_all",), spread(not_bool()))
     placement_of("teardown", teardown)
 
     source, target = "baseful_dump_restore_source", "baseful_dump_restore_target"
     copy = {source: {"database": world["DB"], "branch": "feature"}, target: {"database": world["DB"], "branch": "copy"},
             "baseful_placement": placement}
     for side, key in ((source, "database"), (source, "branch"), (target, "database"), (target, "branch")):
-        vary("dump_restore", copy, (side, key), names(), side, key)
+        vary("dump_restore", copy, (side, key), spread(names()), f"{side}.{key}")
     for side in (source, target):
-        vary("dump_restore", copy, (side,), NOT_A_LIST[1:], side)
-    vary("dump_restore", copy, ("baseful_dump_restore_copy",), branch["copy"])
-    vary("dump_restore", copy, ("baseful_dump_restore_copy_method",), branch["copy_method"])
-    vary("dump_restore", copy, ("baseful_dump_restore_no_log",), not_bool())
+        vary("dump_restore", copy, (side,), NOT_A_LIST[1:])
+    vary("dump_restore", copy, ("baseful_dump_restore_copy",), spread(branch["copy"]))
+    vary("dump_restore", copy, ("baseful_dump_restore_copy_method",), spread(branch["copy_method"]))
+    vary("dump_restore", copy, ("baseful_dump_restore_no_log",), spread(not_bool()))
     placement_of("dump_restore", copy)
     seed = {source: {"url": world["PRODUCTION_URL"]}, target: {"database": "seeded", "image": world["IMAGE17"]},
             "baseful_placement": placement}
-    vary("dump_restore", seed, (source, "url"), database["source_url"], source, "url")
+    vary("dump_restore", seed, (source, "url"), spread(database["source_url"]), f"{source}.url")
     for key in ("image", "user"):
-        vary("dump_restore", seed, (target, key), database[key], target, key)
+        vary("dump_restore", seed, (target, key), spread(database[key]), f"{target}.{key}")
     # A new database takes any password validate_password allows ('tab\there' among them).
-    vary("dump_restore", seed, (target, "password"), ["", "line\nbreak", "x" * 1001, "nul\x00"], target, "password")
+    vary("dump_restore", seed, (target, "password"), ["", "line\nbreak", "x" * 1001, "nul\x00"], f"{target}.password")
     cases += [
-        ("dump_restore", nested(copy, (target, "branch"), "feature"), (source, "branch")),
-        ("dump_restore", nested(copy, (target, "database"), "other"), (source, "database")),
-        ("dump_restore", nested(copy, (source, "url"), world["PRODUCTION_URL"]), (source,)),
-        ("dump_restore", nested(copy, (target,), {"url": world["PRODUCTION_URL"]}), (target, "url")),
-        ("dump_restore", nested(seed, (target, "database"), world["DB"]), (target, "database")),
-        ("dump_restore", nested(seed, (target, "branch"), "feature"), (target, "branch")),
+        ("dump_restore", nested(copy, (target, "branch"), "feature"), f"{source}.branch"),
+        ("dump_restore", nested(copy, (target, "branch"), "production"), f"{target}.branch"),  # protected: no reset
+        ("dump_restore", nested(copy, (target, "database"), "other"), f"{source}.database"),
+        ("dump_restore", nested(copy, (source, "url"), world["PRODUCTION_URL"]), source),
+        ("dump_restore", nested(copy, (target,), {"url": world["PRODUCTION_URL"]}), f"{target}.url"),
+        ("dump_restore", nested(seed, (target, "database"), world["DB"]), f"{target}.database"),
+        ("dump_restore", nested(seed, (target, "branch"), "feature"), f"{target}.branch"),
     ]
 
     expiry = {"baseful_expiry_state_dir": placement["state_dir"], "baseful_expiry_script": str(expiry_dir / "expire"),
               "baseful_expiry_log": str(expiry_dir / "expire.log"), "baseful_expiry_logrotate": False}
-    for variable, values in (("state", not_in(["present", "absent"])), ("scheduler", not_in(["cron", "systemd"])),
+    for variable, values in (("state", spread(not_in(["present", "absent"]))), ("scheduler", spread(not_in(["cron", "systemd"]))),
                              ("script", PATHS_TO_FILES), ("log", PATHS_TO_FILES),
                              ("state_dir", PATHS), ("data_root", PATHS),
-                             ("database", [v for v in names() if v != ""] + ["nonexistent"]),
-                             ("docker_host", [v for v in PLACEMENT["docker_host"] if v != ""]),
+                             ("database", spread([v for v in names() if v != ""]) + ["nonexistent"]),
+                             ("docker_host", spread([v for v in PLACEMENT["docker_host"] if v != ""])),
                              ("path", ["", "/nonexistent", "a\nb", "$(id)"]),
                              ("collections_path", ["", "/nonexistent", "a:b", "a\nb"]),
                              ("cron_user", ["nobody-here", "../etc", "a\nb", "x" * 1000]),
                              ("systemd_unit", ["", "../etc", "a;b", ".hidden", "x" * 1000]),
-                             ("logrotate", not_bool())):
+                             ("logrotate", spread(not_bool()))):
         vary("expiry", expiry, (f"baseful_expiry_{variable}",), values)
-    return cases
+    bases = [("provision", provision), ("teardown", teardown), ("dump_restore", copy), ("dump_restore", seed),
+             ("expiry", expiry)]
+    return cases, bases
 
 
-ANSIBLE_FORMS = ("argument ", "value of ", "Unsupported parameters", "missing required", "parameters are ")
+ANSIBLE_FORMS = ("argument ", "value of ", "Unsupported parameters", "missing required", "parameters are ",
+                 "Elements value for option ", "Value '")
 ARGUMENT_SPEC_FAILED = "Validation of arguments failed:\n"  # a role's argument_specs check, Ansible's own wording
 ROLE_REPORT = re.compile(r'^[^:\n]*? failed: ("(?:[^"\\]|\\.)*": )?')  # plugins/filter/failure_message.py
 # ansible-core 2.19's role argument validator crashes on an integer given for a dict with options: the
@@ -242,23 +248,30 @@ def names_all(message: str, words) -> bool:
     return all(re.search(rf"(^|[^a-z_]){re.escape(word)}([^a-z_]|$)", message) for word in words)
 
 
-def one_sentence_naming(message: str, *words: str) -> bool:
-    """One line, one sentence, that names the parameter (every one of `words`: a role's nested option
-    is named by its variable and its key). The collection's own messages ('parameter: ...') and the
-    roles' reports ('<task> failed: "<item>": <module message>') are one sentence; Ansible's
-    argument-spec messages ("argument 'port' is of type str and we were unable to convert to int: ...
-    Valid booleans include: ...", "value of state must be one of: ...") are its standard single-line
-    form. A role's argument_specs refusal is Ansible's too: a heading, then one line per problem it
-    found, and a list or dict of the wrong type gives several (its elements are checked as well); at
-    least one of them must name the parameter."""
+def one_sentence_naming(message: str, name: str) -> bool:
+    """One line, one sentence, that names the parameter. The collection's own messages lead with the
+    parameter ('port: ...'); a role's report ('<task> failed: "<item>": <module message>') does after
+    its prefix, or names its variable, dotted for a nested option ('baseful_dump_restore_target.branch'),
+    where it says what is wrong with it. Ansible's argument-spec messages ("argument 'port' is of type
+    str and we were unable to convert to int: ... Valid booleans include: ...", "value of state must
+    be one of: ...") are its standard single-line form, and must name each part of the name (a nested
+    option: its key and the variable it is found in). A role's argument_specs refusal is Ansible's
+    too: a heading, then one line per problem it found (a list or dict of the wrong type gives
+    several, its elements being checked as well), one of which must name the parameter so."""
+    parts = name.split(".")
     if re.search(r"MODULE FAILURE|Traceback|(^|\n)[A-Z][A-Za-z]+Error\b", message):
         return False
     if message.startswith(ARGUMENT_SPEC_FAILED):
-        return any(names_all(line, words) for line in message[len(ARGUMENT_SPEC_FAILED):].splitlines())
+        return any(line.startswith(ANSIBLE_FORMS) and names_all(line, parts)
+                   for line in message[len(ARGUMENT_SPEC_FAILED):].splitlines())
     core = ROLE_REPORT.sub("", message, count=1)
-    if "\n" in message or (not core.startswith(ANSIBLE_FORMS) and re.search(r"[.!?] +[A-Z]", message)):
+    if core.startswith(ANSIBLE_FORMS):
+        return "\n" not in message and names_all(core, parts)
+    if "\n" in message or re.search(r"[.!?] +[A-Z]", message):
         return False  # a second line or a second sentence
-    return names_all(message, words)
+    if name.startswith("baseful_"):  # a role variable: specific enough to count wherever the sentence has it
+        return names_all(core, [name])
+    return core.startswith(f"{name}: ")
 
 
 @pytest.fixture
@@ -316,12 +329,18 @@ def run_spread(placement: dict, workdir, tasks: list) -> list:
     return [ran[index] for index in range(len(tasks))]
 
 
-def run_roles_spread(placement: dict, workdir, cases: list) -> list:
+def run_roles_spread(placement: dict, workdir, cases: list, checked: int = None) -> list:
     """Role cases: each role is included in a block whose rescue records the failure, so that a failure
-    stops the role where it happened, as it would for a user. Returns each case's failure result, or
-    {'failed': False} for a role that ran to its end."""
+    stops the role where it happened, as it would for a user; the cases from index `checked` on run in
+    check mode. Returns each case's failure result, or {'failed': False} for a role that ran to its end."""
+    def include(index: int, role: str) -> dict:
+        included = {"name": f"baseful.branching.{role}"}
+        if checked is not None and index >= checked:
+            included["apply"] = {"check_mode": True}
+        return included
+
     tasks = [{"name": f"case {index}", "when": f"inventory_hostname == '{host_of(index)}'",
-              "block": [{"name": f"case {index} run", "ansible.builtin.include_role": {"name": f"baseful.branching.{role}"},
+              "block": [{"name": f"case {index} run", "ansible.builtin.include_role": include(index, role),
                          "vars": role_vars}],
               "rescue": [{"name": f"case {index} refused", "ansible.builtin.debug": {"var": "ansible_failed_result"}}]}
              for index, (role, role_vars, _named) in enumerate(cases)]
@@ -364,24 +383,30 @@ def test_every_bad_role_variable_is_refused_in_one_sentence_naming_it_and_change
         ansible, placement, world, docker_client, workdir, tally):
     expiry_dir = workdir / "expiry"
     expiry_dir.mkdir()
-    matrix = role_cases(world, placement, expiry_dir)
+    matrix, bases = role_cases(world, placement, expiry_dir)
     networks = sorted(n.name for n in docker_client.networks.list())
     before, cron_before = snapshot(docker_client, workdir), crontab()
     try:
         with tempfile.TemporaryDirectory() as playbooks:
-            results = run_roles_spread(placement, Path(playbooks), [list(case) for case in matrix])
+            # The valid bases run too, in check mode, so that a role refusing good input cannot pass.
+            results = run_roles_spread(placement, Path(playbooks), [list(case) for case in matrix]
+                                       + [[role, role_vars, None] for role, role_vars in bases], checked=len(matrix))
     finally:
         if crontab() != cron_before:  # a case that wrongly installed its entry must not leave it behind
             subprocess.run(["crontab", "-"], input=cron_before, text=True, check=True)
+    refused_good = [f"{role}: {result.get('msg')}" for (role, _vars), result in zip(bases, results[len(matrix):])
+                    if result.get("failed")]
+    assert not refused_good, f"valid role variables were refused: {refused_good}"
     tally.record("bad_input", tried=len(matrix), held=0)
     wrong, core_defects = [], []
-    for (role, role_vars, named), result in zip(matrix, results):
+    for (role, role_vars, name), result in zip(matrix, results):
         message = str(result.get("msg", ""))
-        if result.get("failed") and message in ANSIBLE_CORE_DEFECTS:
-            core_defects.append(f"{role} {'.'.join(named)}")
-        elif not result.get("failed") or not one_sentence_naming(message, *named):
+        integer_for_a_dict = any(isinstance(value, int) and not isinstance(value, bool) for value in role_vars.values())
+        if result.get("failed") and integer_for_a_dict and message in ANSIBLE_CORE_DEFECTS:
+            core_defects.append(f"{role} {name}")
+        elif not result.get("failed") or not one_sentence_naming(message, name):
             shown = json.dumps({k: v for k, v in role_vars.items() if k != "baseful_placement"})[:160]
-            wrong.append(f"{role} {'.'.join(named)} {shown}: failed={result.get('failed')} msg={message[:300]!r}")
+            wrong.append(f"{role} {name} {shown}: failed={result.get('failed')} msg={message[:300]!r}")
     tally.record("bad_input", tried=0, held=len(matrix) - len(wrong))
     print(f"refused by ansible-core's role argument validator with a message naming nothing: {core_defects}")
     assert not wrong, f"{len(wrong)} of {len(matrix)} bad role variables were not refused in one sentence naming them:\n" \

@@ -30,6 +30,13 @@ def test_placement_options_are_reported_under_the_placement_variable_unless_mapp
         == "Create failed: baseful_expiry_state_dir: '/etc/hostname' is a file"
 
 
+def test_ansible_s_own_type_refusal_is_renamed_and_any_message_kept_on_one_line():
+    result = {"failed": True, "msg": "argument 'tls' is of type str and we were unable to convert to bool"}
+    assert failure_message(result, "Remove", {}, "baseful_placement") \
+        == "Remove failed: argument 'baseful_placement.tls' is of type str and we were unable to convert to bool"
+    assert failure_message({"failed": True, "msg": "MODULE FAILURE\nSee stdout"}, "Copy") == "Copy failed: MODULE FAILURE See stdout"
+
+
 def test_messages_that_do_not_start_with_a_known_parameter_are_kept_as_they_are():
     result = {"failed": True, "msg": "source: no branch 'x'; Docker said: error"}
     assert failure_message(result, "Copy", {"name": "target"}) == "Copy failed: source: no branch 'x'; Docker said: error"

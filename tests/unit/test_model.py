@@ -274,7 +274,7 @@ def test_good_docker_options_pass():
     validate_docker_options("unix://", "auto", 60)
 
 
-@pytest.mark.parametrize("value", ["", " ", "postgres: 17", "postgres:17\n", "x" * 513, None, ["postgres:17"]])
+@pytest.mark.parametrize("value", ["", " ", "postgres: 17", "postgres:17\n", "x" * 641, None, ["postgres:17"]])
 def test_image_references_that_no_registry_allows_are_refused(value):
     with pytest.raises(InputError) as caught:
         validate_image(value)
@@ -282,7 +282,8 @@ def test_image_references_that_no_registry_allows_are_refused(value):
 
 
 @pytest.mark.parametrize("value", ["postgres:17", "registry.example.com:5000/Team/postgres:17-Debian",
-                                   "postgres@sha256:" + "a" * 64])
+                                   "postgres@sha256:" + "a" * 64,
+                                   "r" * 255 + ":" + "t" * 128 + "@sha512:" + "a" * 128])
 def test_image_references_are_otherwise_left_to_docker(value):
     validate_image(value)
 

@@ -488,3 +488,12 @@ def test_slots_admit_that_many_holders_and_make_the_next_wait(tmp_path):
         assert got == []  # still waiting while the only slot is held
     waiter.join(5)
     assert got == [0]
+
+
+def test_marking_a_database_deleting_marks_all_its_branches_and_no_other(store):
+    store.add_database(database("other"))
+    for name, db in (("production", "inventory"), ("dev", "inventory"), ("production", "other")):
+        store.reserve_branch(branch(name, db, status="running"), PORTS)
+    store.mark_database_deleting("inventory")
+    assert sorted((b.database, b.name, b.status) for b in store.branches()) == [
+        ("inventory", "dev", "deleting"), ("inventory", "production", "deleting"), ("other", "production", "running")]
