@@ -27,7 +27,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.copy import (
     choose_method,
     method_for,
 )
-from ansible_collections.baseful.branching.plugins.module_utils.copy.files import reflink_supported, tree_size
+from ansible_collections.baseful.branching.plugins.module_utils.copy.files import reflink_supported, tree_size, tree_sizes
 from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
 from ansible_collections.baseful.branching.plugins.module_utils.faults import injection_point
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
@@ -549,6 +549,7 @@ class Service:
         if status in (RUNNING, STOPPED):
             status = self.runtime.status(record.container_id or record.container_name)
         exists = os.path.isdir(record.data_dir)
+        apparent, allocated = tree_sizes(record.data_dir) if exists else (None, None)
         return BranchView(
             name=record.name, database=record.database, status=status, is_default=record.is_default,
             protected=record.protected, host=record.host, port=record.port,
@@ -556,16 +557,15 @@ class Service:
             container_name=record.container_name, container_id=record.container_id, parent=record.parent,
             copy_mode=record.copy_mode, copy_method=record.copy_method, created_at=record.created_at,
             expires_at=record.expires_at, data_dir=record.data_dir, ttl=record.ttl_seconds,
-            size_bytes=tree_size(record.data_dir, allocated=True) if exists else None, data_dir_exists=exists,
-            copy_progress=self._copy_progress(record) if record.status in (CREATING, RESETTING) and exists else None,
+            size_bytes=allocated, data_dir_exists=exists,
+            copy_progress=self._copy_progress(record, apparent) if record.status in (CREATING, RESETTING) and exists else None,
         )
 
-    def _copy_progress(self, record: BranchRecord) -> dict:
-        """Where a copy still under way is: the bytes in the branch's data directory so far, against its
-        source's for a file copy (a restored dump's size on disk is not its source's), whether the run
-        making it is alive (it holds the branch's lock; a dead one is cleaned up by the next apply), and
-        whether a copy worker runs."""
-        done = tree_size(record.data_dir)
+    def _copy_progress(self, record: BranchRecord, done: int) -> dict:
+        """Where a copy still under way is: `done`, the bytes of the branch's data directory so far,
+        against its source's for a file copy (a restored dump's size on disk is not its source's), whether
+        the run making it is alive (it holds the branch's lock; a dead one is cleaned up by the next apply),
+        and whether a copy worker runs."""
         source = self.store.branch(record.database, record.parent) \
             if record.parent and record.copy_method in ("snapshot", "physical") else None
         expected = tree_size(source.data_dir) if source is not None and os.path.isdir(source.data_dir) else None

@@ -20,7 +20,7 @@ from dataclasses import asdict, fields
 from typing import Iterable, Iterator, List, Optional
 
 from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
-from ansible_collections.baseful.branching.plugins.module_utils.model import BranchRecord, DatabaseRecord
+from ansible_collections.baseful.branching.plugins.module_utils.model import DELETING, BranchRecord, DatabaseRecord
 
 
 def _branches_table(name: str, statuses: str) -> str:
@@ -225,7 +225,7 @@ class Store:
         """Every branch of the database 'deleting', in one transaction: a removal killed half-way leaves
         all of them marked or none."""
         with self.transaction() as db:
-            db.execute("UPDATE branches SET status = 'deleting' WHERE database = ?", (database,))
+            db.execute("UPDATE branches SET status = ? WHERE database = ?", (DELETING, database))
 
     def set_default(self, database: str, name: str) -> None:
         with self.transaction() as db:
@@ -255,7 +255,7 @@ class Store:
     @contextmanager
     def lock(self, key: str, shared: bool = False, timeout: float = 600.0) -> Iterator[None]:
         """An flock on <state_dir>/locks/<key>.lock."""
-        with self._first_free([key.replace("/", "@") + ".lock"], fcntl.LOCK_SH if shared else fcntl.LOCK_EX, timeout,
+        with self._first_free([_lock_file(key)], fcntl.LOCK_SH if shared else fcntl.LOCK_EX, timeout,
                               f"the lock on {key}; another run is working on it"):
             yield
 
@@ -263,7 +263,7 @@ class Store:
         """Whether a live process holds the lock on `key` (read-only stores can ask too): probed with a
         shared lock, taken and dropped at once."""
         try:
-            fd = os.open(os.path.join(self.lock_dir, key.replace("/", "@") + ".lock"), os.O_RDONLY)
+            fd = os.open(os.path.join(self.lock_dir, _lock_file(key)), os.O_RDONLY)
         except FileNotFoundError:
             return False
         try:
@@ -302,6 +302,11 @@ class Store:
         finally:
             for fd in fds:
                 os.close(fd)
+
+
+def _lock_file(key: str) -> str:
+    """The lock file of `key` under lock_dir: what lock() takes and held() probes must be one file."""
+    return key.replace("/", "@") + ".lock"
 
 
 class LockBusy(BranchingError):

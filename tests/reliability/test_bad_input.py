@@ -274,6 +274,20 @@ def one_sentence_naming(message: str, name: str) -> bool:
     return core.startswith(f"{name}: ")
 
 
+def everything(client, workdir) -> dict:
+    """What a refused input must leave as it was: containers, data directories, files and metadata
+    under the test directory (conftest.snapshot), and the Docker networks."""
+    return dict(snapshot(client, workdir), networks=sorted(n.name for n in client.networks.list()))
+
+
+def assert_unchanged(before: dict, client, workdir) -> None:
+    after = everything(client, workdir)
+    assert after["containers"] == before["containers"] and after["data_dirs"] == before["data_dirs"]
+    assert sorted(after["files"]) == sorted(before["files"])
+    assert [path for path in before["files"] if after["files"][path] != before["files"][path]] == []
+    assert after["networks"] == before["networks"]
+
+
 @pytest.fixture
 def world(ansible, database, dbname, image15, image17, docker_client, workdir):
     """The names the cases use, filled in: a real database with a branch 'feature'."""
@@ -353,8 +367,7 @@ def run_roles_spread(placement: dict, workdir, cases: list, checked: int = None)
 def test_every_bad_input_is_refused_in_one_sentence_naming_it_and_changes_nothing(ansible, placement, world, docker_client,
                                                                                   workdir, tally):
     matrix = cases()
-    networks = sorted(n.name for n in docker_client.networks.list())
-    before = snapshot(docker_client, workdir)
+    before = everything(docker_client, workdir)
     tasks = [{f"baseful.branching.{module}": fill(args, world)} for module, args, _parameter in matrix]
     with tempfile.TemporaryDirectory() as playbooks:  # outside workdir, whose files must not change
         results = run_spread(placement, Path(playbooks), tasks)
@@ -368,11 +381,7 @@ def test_every_bad_input_is_refused_in_one_sentence_naming_it_and_changes_nothin
     tally.record("bad_input", tried=0, held=len(matrix) - len(wrong))
     assert not wrong, f"{len(wrong)} of {len(matrix)} bad inputs were not refused in one sentence naming the parameter:\n" \
         + "\n".join(wrong)
-    after = snapshot(docker_client, workdir)
-    assert after["containers"] == before["containers"] and after["data_dirs"] == before["data_dirs"]
-    assert sorted(after["files"]) == sorted(before["files"])
-    assert [path for path in before["files"] if after["files"][path] != before["files"][path]] == []
-    assert sorted(n.name for n in docker_client.networks.list()) == networks
+    assert_unchanged(before, docker_client, workdir)
 
 
 def crontab() -> str:
@@ -384,8 +393,7 @@ def test_every_bad_role_variable_is_refused_in_one_sentence_naming_it_and_change
     expiry_dir = workdir / "expiry"
     expiry_dir.mkdir()
     matrix, bases = role_cases(world, placement, expiry_dir)
-    networks = sorted(n.name for n in docker_client.networks.list())
-    before, cron_before = snapshot(docker_client, workdir), crontab()
+    before, cron_before = everything(docker_client, workdir), crontab()
     try:
         with tempfile.TemporaryDirectory() as playbooks:
             # The valid bases run too, in check mode, so that a role refusing good input cannot pass.
@@ -411,9 +419,5 @@ def test_every_bad_role_variable_is_refused_in_one_sentence_naming_it_and_change
     print(f"refused by ansible-core's role argument validator with a message naming nothing: {core_defects}")
     assert not wrong, f"{len(wrong)} of {len(matrix)} bad role variables were not refused in one sentence naming them:\n" \
         + "\n".join(wrong)
-    after = snapshot(docker_client, workdir)
-    assert after["containers"] == before["containers"] and after["data_dirs"] == before["data_dirs"]
-    assert sorted(after["files"]) == sorted(before["files"])
-    assert [path for path in before["files"] if after["files"][path] != before["files"][path]] == []
-    assert sorted(n.name for n in docker_client.networks.list()) == networks
+    assert_unchanged(before, docker_client, workdir)
     assert crontab() == cron_before

@@ -77,6 +77,12 @@ def data_dir(site, name: str) -> Path:
     return Path(site["placement"]["data_root"]) / site["name"] / name
 
 
+def assert_no_lock_held(site) -> None:
+    for lock in Path(site["placement"]["state_dir"], "locks").iterdir():
+        with open(lock, "rb") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if a dead run still held it
+
+
 def assert_converged(site, client, present: dict) -> None:
     """`present` maps the branch names that must exist to their port (None: any)."""
     info = site["ansible"].run("branch_info", database=site["name"])
@@ -91,9 +97,7 @@ def assert_converged(site, client, present: dict) -> None:
     assert all(c.labels["baseful.role"] == "branch" and c.status == "running" for c in labelled)
     on_disk = sorted(p.name for p in (Path(site["placement"]["data_root"]) / site["name"]).iterdir())
     assert on_disk == sorted(branches), f"stray data directory: {on_disk}"
-    for lock in Path(site["placement"]["state_dir"], "locks").iterdir():
-        with open(lock, "rb") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if a dead run still held it
+    assert_no_lock_held(site)
     source = client.containers.get(site["production"]["container_id"])
     assert source.status == "running"
     assert query(site["production"]["url"], SOURCE_CHECKSUM) == site["checksum"], "the source changed"
@@ -231,9 +235,7 @@ def assert_database_converged(site, client, name: str, exists: bool) -> None:
         assert secret.stat().st_mode & 0o777 == 0o600
     else:
         assert names == [] and labelled == [] and not root.exists() and not secret.exists()
-    for lock in Path(site["placement"]["state_dir"], "locks").iterdir():
-        with open(lock, "rb") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    assert_no_lock_held(site)
     assert query(site["production"]["url"], SOURCE_CHECKSUM) == site["checksum"], "the source changed"
 
 

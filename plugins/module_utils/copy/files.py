@@ -9,6 +9,7 @@ import fcntl
 import os
 import subprocess
 import tempfile
+from typing import Tuple
 
 from ansible_collections.baseful.branching.plugins.module_utils.errors import CopyFailed
 
@@ -41,12 +42,18 @@ def copy_tree(source: str, target: str, reflink: str) -> None:
 def tree_size(path: str, allocated: bool = False) -> int:
     """Bytes of the files under `path`: their apparent size, or with `allocated` the disk blocks
     they hold (what `du` shows)."""
-    total = 0
+    return tree_sizes(path)[1 if allocated else 0]
+
+
+def tree_sizes(path: str) -> Tuple[int, int]:
+    """Apparent and allocated bytes of the files under `path`, in one walk."""
+    apparent = allocated = 0
     for root, _dirs, files in os.walk(path):
         for entry in files:
             try:
                 status = os.lstat(os.path.join(root, entry))
             except FileNotFoundError:
                 continue  # removed while we walk: a running server recycles WAL
-            total += status.st_blocks * 512 if allocated else status.st_size
-    return total
+            apparent += status.st_size
+            allocated += status.st_blocks * 512
+    return apparent, allocated
