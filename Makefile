@@ -23,9 +23,12 @@ deps:
 		|| { apt-get update -qq && apt-get install -y -qq debootstrap xfsprogs btrfs-progs cron >/dev/null; }
 
 images: deps
-	@tests/images/ensure.sh 17 > build/image-17 2>build/image-17.log || { cat build/image-17.log; exit 1; }
-	@tests/images/ensure.sh 15 > build/image-15 2>build/image-15.log || { cat build/image-15.log; exit 1; }
-	@echo "images: $$(cat build/image-17) $$(cat build/image-15)"
+	@for spec in 17 15 18 "17 hardened"; do \
+		name=$$(echo $$spec | tr ' ' -); \
+		tests/images/ensure.sh $$spec > build/image-$$name 2>build/image-$$name.log \
+			|| { cat build/image-$$name.log; exit 1; }; \
+	done
+	@echo "images: $$(cat build/image-17) $$(cat build/image-15) $$(cat build/image-18) $$(cat build/image-17-hardened)"
 
 build:
 	@mkdir -p build

@@ -5,6 +5,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -35,6 +39,7 @@ BRANCH_STATES = ("present", "started", "stopped", "absent", "default")
 # statuses come from Docker.
 IMAGE_MAX_LENGTH = 640  # name (255 at most), tag (128) and digest (sha512: 135)
 CREATING, RESETTING, DELETING = "creating", "resetting", "deleting"
+READY = "ready"  # a database whose create finished
 RUNNING, STOPPED, MISSING = "running", "stopped", "missing"
 
 
@@ -113,10 +118,16 @@ def validate_source_url(value: Optional[str]) -> None:
                          "postgresql://user:password@host:port/dbname")
 
 
+NO_LEASE = 0  # ttl: none, a branch whose lease is removed
+
+
 def parse_ttl(value) -> Optional[int]:
-    """Seconds of a lease: an integer number of seconds or '30s', '15m', '2h', '1d'."""
+    """Seconds of a lease: an integer number of seconds or '30s', '15m', '2h', '1d'; 'none' (NO_LEASE)
+    removes it; None leaves it as it is."""
     if value is None:
         return None
+    if str(value).strip().lower() == "none":
+        return NO_LEASE
     match = TTL_PATTERN.match(str(value))
     seconds = int(match.group(1)) * TTL_UNITS[match.group(2)] if match else 0
     if seconds > TTL_MAX_SECONDS:
@@ -124,7 +135,7 @@ def parse_ttl(value) -> Optional[int]:
     if seconds <= 0:
         raise InputError(
             "ttl", f"{value!r} is not a duration; use a positive number of seconds or a number "
-            "followed by s, m, h or d (for example 300, 30s, 15m, 2h)",
+            "followed by s, m, h or d (for example 300, 30s, 15m, 2h), or none to remove the lease",
         )
     return seconds
 
@@ -185,6 +196,19 @@ def postgres_url(user: str, password: str, host: str, port: int, dbname: str) ->
     return f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@{hostpart}:{port}/{quote(dbname, safe='')}"
 
 
+def scram_verifier(password: str, iterations: int = 4096) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (RFC 7677, as libpq's
+    PQencryptPasswordConn makes it): sent instead of the password, so no plaintext reaches the server's
+    statement log."""
+    salt = os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    encode = lambda raw: base64.b64encode(raw).decode("ascii")  # noqa: E731
+    return f"SCRAM-SHA-256${iterations}:{encode(salt)}${encode(stored_key)}:{encode(server_key)}"
+
+
 @dataclass
 class DatabaseRecord:
     name: str
@@ -193,6 +217,7 @@ class DatabaseRecord:
     user: str
     password_file: str
     created_at: str
+    status: str = "ready"  # creating | ready | deleting
 
 
 @dataclass

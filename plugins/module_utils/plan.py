@@ -17,6 +17,8 @@ from ansible_collections.baseful.branching.plugins.module_utils.model import (
     CREATING,
     DELETING,
     MISSING,
+    NO_LEASE,
+    PRODUCTION,
     RESETTING,
     RUNNING,
     STOPPED,
@@ -82,6 +84,7 @@ def plan_branch(request: BranchRequest, actual: ActualBranch, default_branch: Op
     if in_progress:
         record = None  # a crashed create or delete is cleaned up; the branch is made anew if wanted
     plan = Plan(before=diff_view(record, actual.container_status))
+    _refuse_root_changes(request)
 
     if request.state == "absent":
         return _plan_absent(request, actual, record, default_branch, plan, in_progress)
@@ -94,6 +97,22 @@ def plan_branch(request: BranchRequest, actual: ActualBranch, default_branch: Op
     if record is None:
         return _plan_create(request, default_branch, branch_names, plan)
     return _plan_existing(request, actual, record, default_branch, branch_names, plan)
+
+
+def _refuse_root_changes(request: BranchRequest) -> None:
+    """production is the root branch (DESIGN.md): it goes only with its database, and stays protected."""
+    if request.name != PRODUCTION:
+        return
+    go_with_database = ("it goes only with its database (baseful.branching.database state: absent)")
+    if request.state == "absent":
+        raise InputError("state", f"branch {PRODUCTION!r} is the root branch of database {request.database!r} and "
+                         f"cannot be deleted; {go_with_database}")
+    if request.protected is False:
+        raise InputError("protected", f"branch {PRODUCTION!r} is the root branch of database {request.database!r} "
+                         f"and stays protected; {go_with_database}")
+    if request.reset:
+        raise InputError("reset", f"branch {PRODUCTION!r} is the root branch of database {request.database!r}; it is "
+                         "copied from nothing, so it cannot be reset")
 
 
 def _plan_absent(request, actual, record, default_branch, plan, in_progress) -> Plan:
@@ -138,7 +157,7 @@ def _plan_create(request, default_branch, branch_names, plan) -> Plan:
         "parent": plan.source,
         "copy_mode": request.copy_mode or "all",
         "copy_method": request.copy_method or "auto",
-        "ttl": request.ttl_seconds,
+        "ttl": request.ttl_seconds or None,
     }
     return plan
 
@@ -189,8 +208,9 @@ def _plan_existing(request, actual, record, default_branch, branch_names, plan) 
     if request.protected is not None and request.protected != record.protected:
         plan.actions.append(SET_PROTECTED)
         after.protected = request.protected
-    if request.ttl_seconds != record.ttl_seconds and request.ttl_seconds is not None:
+    wanted_ttl = None if request.ttl_seconds == NO_LEASE else request.ttl_seconds
+    if request.ttl_seconds is not None and wanted_ttl != record.ttl_seconds:
         plan.actions.append(SET_TTL)
-        after.ttl_seconds = request.ttl_seconds
+        after.ttl_seconds = wanted_ttl
     plan.after = diff_view(after, status)
     return plan

@@ -37,7 +37,7 @@ LABEL_DATABASE = "baseful.database"
 LABEL_BRANCH = "baseful.branch"
 LABEL_ROLE = "baseful.role"
 LABEL_STATE_DIR = "baseful.state_dir"
-PGDATA = "/var/lib/postgresql/data"
+PGDATA = "/var/lib/postgresql/data"  # the official image's through 17, and where an image names none
 SECRET_IN_CONTAINER = "/run/secrets/baseful-password"
 TARGET_IN_WORKER = "/target"
 READY_TIMEOUT_SECONDS = 120
@@ -118,6 +118,7 @@ class DockerRuntime:
         # Containers carry the state_dir they belong to, so two state_dirs on one Docker host
         # never take each other's containers for strays.
         self.scope = {LABEL_STATE_DIR: state_dir} if state_dir else {}
+        self._layouts: Dict[str, Tuple[str, List[str]]] = {}
 
     @property
     def untimed(self):
@@ -142,6 +143,21 @@ class DockerRuntime:
             raise InputError("image", f"{image!r} is not present on the Docker host and cannot be pulled "
                              f"({_explain(error)})") from error
 
+    def image_layout(self, image: str) -> Tuple[str, List[str]]:
+        """The image's PGDATA (from 18 on the official image keeps it in /var/lib/postgresql/<major>/docker)
+        and the VOLUMEs it declares."""
+        if image not in self._layouts:
+            config = self.client.images.get(image).attrs.get("Config") or {}
+            environment = dict(item.partition("=")[::2] for item in config.get("Env") or [])
+            self._layouts[image] = (environment.get("PGDATA") or PGDATA, sorted(config.get("Volumes") or {}))
+        return self._layouts[image]
+
+    def _volume_covers(self, image: str, mounts: List) -> List:
+        """A tmpfs over each VOLUME of the image that no mount of ours covers: Docker would otherwise make an
+        anonymous volume there for every container, and keep it after the container is gone."""
+        taken = {mount["Target"] for mount in mounts}
+        return [Mount(path, None, type="tmpfs") for path in self.image_layout(image)[1] if path not in taken]
+
     def postgres_major(self, image: str) -> int:
         """The PostgreSQL major version the image runs; refuses an image without PostgreSQL."""
         self.ensure_image(image)
@@ -150,8 +166,8 @@ class DockerRuntime:
             # create/start/remove rather than run(remove=True): that leaves the container behind
             # when it cannot start, which is exactly the case of an image without PostgreSQL.
             probe = self.client.containers.create(image, ["postgres", "--version"], entrypoint=[],
-                                                  network_mode="none", labels={MANAGED_BY: "baseful",
-                                                                               LABEL_ROLE: "probe"})
+                                                  network_mode="none", mounts=self._volume_covers(image, []),
+                                                  labels={MANAGED_BY: "baseful", LABEL_ROLE: "probe", **self.scope})
             probe.start()
             exit_code = probe.wait(timeout=60).get("StatusCode")
             output = probe.logs(stdout=True, stderr=True)
@@ -163,7 +179,7 @@ class DockerRuntime:
                              f"({_explain(error)})") from error
         finally:
             if probe is not None:
-                probe.remove(force=True)
+                probe.remove(force=True, v=True)
         match = re.search(rb"\(PostgreSQL\) (\d+)", output)
         if not match:
             raise InputError("image", f"{image!r} has no PostgreSQL server: 'postgres --version' said "
@@ -185,16 +201,18 @@ class DockerRuntime:
     def create_container(self, spec: ContainerSpec, start: bool = True) -> str:
         labels = {MANAGED_BY: "baseful", LABEL_DATABASE: spec.database, LABEL_BRANCH: spec.branch,
                   LABEL_ROLE: "branch", **self.scope}
+        pgdata = self.image_layout(spec.image)[0]
         environment = dict(spec.environment, POSTGRES_USER=spec.user, POSTGRES_DB=spec.dbname,
-                           POSTGRES_PASSWORD_FILE=SECRET_IN_CONTAINER, PGDATA=PGDATA)
+                           POSTGRES_PASSWORD_FILE=SECRET_IN_CONTAINER, PGDATA=pgdata)
+        mounts = [Mount(pgdata, spec.data_dir, type="bind"),
+                  Mount(SECRET_IN_CONTAINER, spec.password_file, type="bind", read_only=True)]
         self.remove(spec.name)  # a leftover of a run that died between create and record
         container = None
         try:
             container = self.client.containers.create(
                 spec.image, name=spec.name, labels=labels, environment=environment,
                 ports={"5432/tcp": (spec.bind_address, spec.port)},
-                mounts=[Mount(PGDATA, spec.data_dir, type="bind"),
-                        Mount(SECRET_IN_CONTAINER, spec.password_file, type="bind", read_only=True)],
+                mounts=mounts + self._volume_covers(spec.image, mounts),
                 network=spec.network, restart_policy={"Name": "unless-stopped"},
                 stop_signal="SIGINT", shm_size="256m", detach=True,
             )
@@ -202,7 +220,7 @@ class DockerRuntime:
                 container.start()
         except APIError as error:
             if container is not None:
-                container.remove(force=True)
+                container.remove(force=True, v=True)
             _refuse_taken_port(error, spec.port)
             raise BranchingError(f"could not start the container for branch {spec.branch!r} on port "
                                  f"{spec.port}: {_explain(error)}") from error
@@ -292,7 +310,8 @@ class DockerRuntime:
             mounts.append(Mount(TARGET_IN_WORKER, target_dir, type="bind"))
         worker = self.client.containers.create(
             image, entrypoint=["sleep", "infinity"], command=[], name=container_name(database, branch) + "-copy",
-            labels=labels, network_mode=network_mode, detach=True, user="postgres", mounts=mounts,
+            labels=labels, network_mode=network_mode, detach=True, user="postgres",
+            mounts=mounts + self._volume_covers(image, mounts),
         )
         try:
             worker.start()
@@ -302,13 +321,29 @@ class DockerRuntime:
             stdout, stderr = result.output
             return result.exit_code, (stdout or b"").decode(errors="replace"), (stderr or b"").decode(errors="replace")
         finally:
-            worker.remove(force=True)
+            worker.remove(force=True, v=True)
 
     def checkpoint(self, name_or_id: str, user: str) -> None:
-        result = self.client.containers.get(name_or_id).exec_run(
-            ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", "postgres", "-c", "CHECKPOINT"], user="postgres")
+        result = self._local_psql(name_or_id, user, "CHECKPOINT")
         if result.exit_code != 0:
             raise BranchingError(f"CHECKPOINT on {name_or_id} failed: {result.output.decode(errors='replace').strip()[-300:]}")
+
+    def set_password(self, name_or_id: str, user: str, verifier: str) -> bool:
+        """Sets `user`'s password to the SCRAM `verifier` through the server's local socket (trust or peer
+        there, as initdb makes it); whether the server took it."""
+        sql = "\\getenv verifier BASEFUL_VERIFIER\nALTER ROLE :\"user\" PASSWORD :'verifier';"
+        return self._local_psql(name_or_id, user, sql, {"BASEFUL_VERIFIER": verifier}).exit_code == 0
+
+    def _local_psql(self, name_or_id: str, user: str, sql: str, environment: Optional[Dict[str, str]] = None):
+        """psql on the server's local socket, as postgres, reading `sql` from its standard input (so psql
+        variables work); the database's password is at hand (the mounted file, through the environment) for
+        a socket that asks for one. Values come in through the exec environment, never a command line."""
+        script = (f'PGPASSWORD="$(cat {SECRET_IN_CONTAINER} 2>/dev/null)"; export PGPASSWORD; '
+                  'printf "%s\\n" "$BASEFUL_SQL" | psql -X -q -v ON_ERROR_STOP=1 -U "$BASEFUL_USER" -d postgres '
+                  '-v user="$BASEFUL_USER" -f -')
+        return self.client.containers.get(name_or_id).exec_run(
+            ["sh", "-c", script], user="postgres",
+            environment=dict(environment or {}, BASEFUL_USER=user, BASEFUL_SQL=sql))
 
     @contextmanager
     def paused(self, name_or_id: str) -> Iterator["Pause"]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional
 
 from ansible_collections.baseful.branching.plugins.module_utils import plan as P
+from ansible_collections.baseful.branching.plugins.module_utils.adoption import Adoption
 from ansible_collections.baseful.branching.plugins.module_utils.copy import (
     CopyJob,
     Endpoint,
@@ -30,10 +31,12 @@ from ansible_collections.baseful.branching.plugins.module_utils.copy import (
 from ansible_collections.baseful.branching.plugins.module_utils.copy.files import reflink_supported, tree_size, tree_sizes
 from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
 from ansible_collections.baseful.branching.plugins.module_utils.faults import injection_point
+from ansible_collections.baseful.branching.plugins.module_utils.manifest import Manifests
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     CREATING,
     DELETING,
     PRODUCTION,
+    READY,
     RESETTING,
     RUNNING,
     STOPPED,
@@ -63,9 +66,14 @@ from ansible_collections.baseful.branching.plugins.module_utils.runtime import (
     container_name,
     copy_slot,
 )
+from ansible_collections.baseful.branching.plugins.module_utils.secret import (
+    POSTGRES_UID,
+    read_secret,
+    remove_secret,
+    write_secret,
+)
 from ansible_collections.baseful.branching.plugins.module_utils.store import LockBusy, Store
 
-POSTGRES_UID = 999  # the official image's postgres user; it reads the password file at initdb
 NO_SPACE = "No space left on device"  # strerror(ENOSPC), as cp, pg_basebackup, PostgreSQL and Python report it
 
 
@@ -103,13 +111,22 @@ class Service:
         self.check_mode = check_mode
         self.runtime = runtime or DockerRuntime(connection, placement.state_dir)
         self._store: Optional[Store] = None
+        self.manifests = Manifests(placement.data_root, placement.state_dir)
 
     @property
     def store(self) -> Store:
-        """Opened on first use, after the input is validated, so refused input creates nothing."""
+        """Opened on first use, after the input is validated, so refused input creates nothing. Every
+        committed change of a record is mirrored into its manifest under data_root."""
         if self._store is None:
-            self._store = Store(self.placement.state_dir, read_only=self.check_mode)
+            self._store = Store(self.placement.state_dir, read_only=self.check_mode, mirror=self.manifests)
         return self._store
+
+    @property
+    def adoption(self) -> Adoption:
+        return Adoption(self.store, self.manifests, self.runtime, self.check_mode, self._secret_file)
+
+    def _secret_file(self, database: str) -> str:
+        return os.path.join(self.store.secret_dir, f"{database}.password")
 
     def close(self) -> None:
         if self._store is not None:
@@ -128,29 +145,36 @@ class Service:
         if source_url is not None and state == "absent":
             raise InputError("source_url", "source_url seeds a new database and state: absent removes it; ask for one")
         with self.store.lock(name):
+            adopted = self.adoption.reconcile(name, password)
             if state == "absent":
-                return self._remove_database(name)
-            return self._ensure_database(name, image, user, password, source_url)
+                return self._remove_database(name, adopted)
+            return self._ensure_database(name, image, user, password, source_url, adopted)
 
-    def _ensure_database(self, name, image, user, password, source_url) -> Outcome:
+    def _ensure_database(self, name, image, user, password, source_url, adopted: List[str]) -> Outcome:
         record = self.store.database(name)
-        production = self.store.branch(name, PRODUCTION) if record is not None else None
         cleanup = []
-        if record is not None and (production is None or production.status in (CREATING, DELETING)):
-            # A create or delete of the database itself died half-way: finish removing it, then make it anew.
-            cleanup = ["cleanup"]
+        if record is not None and record.status != READY:
+            # The run that was creating or removing this database died: finish removing what its records
+            # name, then make it anew. Keyed on the status that run wrote, never on something being absent.
+            cleanup = [P.CLEANUP]
             if not self.check_mode:
-                self._purge_database(name, self.store.branches(name))
+                self._purge_database(name)
             record = None
         if record is not None:
             for parameter, wanted, actual in (("image", image, record.image), ("user", user, record.user)):
                 if wanted != actual:
                     raise InputError(parameter, f"database {name!r} exists with {parameter} {actual!r}; changing it "
                                      f"to {wanted!r} is not supported: create a new database instead")
-            if password is not None and password != self._password(record):
+            if password is not None and not adopted and password != self._password(record):
                 raise InputError("password", f"database {name!r} exists with another password; changing the "
                                  "password of an existing database is not supported")
+            if self.store.branch(name, PRODUCTION) is None:
+                raise BranchingError(f"name: database {name!r} has lost its production branch: neither state_dir "
+                                     "nor data_root has a record of it; nothing was changed. Restore it from a backup, "
+                                     "or remove the database (state: absent) to start again")
             outcome = self._apply_branch(record, P.BranchRequest(name, PRODUCTION, state="present"))
+            outcome.actions[:0] = adopted
+            outcome.changed = outcome.changed or bool(adopted)
             outcome.values["database"] = self._database_view(record)
             return outcome
         after = {"name": name, "image": image, "user": user, "branches": [PRODUCTION], "default_branch": PRODUCTION}
@@ -160,48 +184,50 @@ class Service:
             return outcome
         pg_major = self.runtime.postgres_major(image)
         self.runtime.ensure_network(self.placement.network)
-        password_file = os.path.join(self.store.secret_dir, f"{name}.password")
-        record = DatabaseRecord(name, image, pg_major, user, password_file, timestamp(now()))
+        record = DatabaseRecord(name, image, pg_major, user, self._secret_file(name), timestamp(now()), status=CREATING)
+        # Written before anything else exists: a run that dies from here on leaves a 'creating' record naming
+        # every piece it made, and the next apply removes exactly those (and nothing under data_root it did not make).
+        write_secret(record.password_file, password or secrets.token_urlsafe(24))
+        self.store.add_database(record)
         try:
-            _write_secret(password_file, password or secrets.token_urlsafe(24))
-            self.store.add_database(record)
             source = Endpoint(url=source_url) if source_url else None
             branch = self._create_branch(record, PRODUCTION, source, "all", "auto", port=None, ttl=None,
                                          is_default=True, protected=True, outcome=outcome)
+            self.store.set_database_status(name, READY)
         except BaseException:
-            self._purge_database(name, self.store.branches(name))
+            self._purge_database(name)  # this run's own half-made database: its records name every piece
             raise
+        record = self.store.database(name)
         outcome.values["database"] = self._database_view(record)
         outcome.values["branch"] = self._view(record, branch).as_dict()
         return outcome
 
-    def _remove_database(self, name: str) -> Outcome:
+    def _remove_database(self, name: str, adopted: List[str]) -> Outcome:
+        """Removes what the records of `name` name, after adopting what the host has of it; a directory under
+        data_root without a manifest is not this collection's, and stays."""
         record = self.store.database(name)
         branches = self.store.branches(name)
-        leftovers = self.runtime.labelled(name) or os.path.exists(os.path.join(self.placement.data_root, name))
-        if record is None and not leftovers:
+        if record is None and not self.runtime.labelled(name):
             return Outcome()
-        outcome = Outcome(True, ["delete_database"], {"name": name, "branches": [b.name for b in branches]}, {})
+        outcome = Outcome(True, adopted + ["delete_database"], {"name": name, "branches": [b.name for b in branches]}, {})
         if not self.check_mode:
-            self._purge_database(name, branches)
+            self._purge_database(name)
         return outcome
 
-    def _purge_database(self, name: str, branches: List[BranchRecord]) -> None:
-        # Marked first: a run that dies half-way leaves a database whose next apply, present or absent,
-        # finishes the removal (_ensure_database), rather than branches 'missing' their containers.
+    def _purge_database(self, name: str) -> None:
+        """Containers labelled for this database and state_dir, the data directories its branch records name,
+        the records, their manifests and the password file. Marked first: a run that dies half-way leaves a
+        database whose next apply, present or absent, finishes the removal."""
         self.store.mark_database_deleting(name)
         injection_point("database:marked")
         for container in self.runtime.labelled(name):
             self.runtime.remove(container.id)
         injection_point("database:containers")
-        for branch in branches:
+        for branch in self.store.branches(name):
             _remove_tree(branch.data_dir)
-        _remove_tree(os.path.join(self.placement.data_root, name))
         injection_point("database:data")
         self.store.remove_database(name)
-        secret = os.path.join(self.store.secret_dir, f"{name}.password")
-        if os.path.exists(secret):
-            os.remove(secret)
+        remove_secret(self._secret_file(name))
 
     # ---------------------------------------------------------------- branches
 
@@ -214,9 +240,22 @@ class Service:
         check_request(request.copy_mode, request.copy_method)
         if request.reset and request.state == "absent":
             raise InputError("reset", "reset: true copies the branch again and state: absent deletes it; ask for one")
+        adopted = self._adopt(request.database)
         with self.store.lock(request.database, shared=True), self.store.lock(f"{request.database}/{request.name}"):
             database = self._database(request.database)
-            return self._apply_branch(database, request)
+            outcome = self._apply_branch(database, request)
+        outcome.actions[:0] = adopted
+        outcome.changed = outcome.changed or bool(adopted)
+        return outcome
+
+    def _adopt(self, database: str) -> List[str]:
+        """Adopts what the host has of `database` and the store lacks, under the database's exclusive lock
+        (taken only when there is something to adopt, so branch runs stay parallel); refuses what is foreign."""
+        self.adoption.refuse_foreign(database)
+        if not self.adoption.needed(database):
+            return []
+        with self.store.lock(database):
+            return self.adoption.reconcile(database)
 
     def _apply_branch(self, database: DatabaseRecord, request: P.BranchRequest) -> Outcome:
         if not self.check_mode:
@@ -249,7 +288,7 @@ class Service:
             source = self.store.branch(database.name, plan.source)
             return self._create_branch(database, name, self._source_endpoint(database, source),
                                        request.copy_mode or "all", request.copy_method or "auto",
-                                       port=request.port, ttl=request.ttl_seconds, is_default=False,
+                                       port=request.port, ttl=request.ttl_seconds or None, is_default=False,
                                        protected=bool(request.protected), outcome=outcome, parent=plan.source)
         if action == P.RESET:
             return self._reset(database, record, request, plan, outcome)
@@ -277,7 +316,9 @@ class Service:
         elif action == P.SET_PROTECTED:
             self.store.update_branch(database.name, name, protected=int(request.protected))
         elif action == P.SET_TTL:
-            self.store.update_branch(database.name, name, ttl_seconds=request.ttl_seconds)
+            # ttl: none (NO_LEASE) removes the lease; another ttl is renewed from now by _renew_lease.
+            self.store.update_branch(database.name, name, ttl_seconds=request.ttl_seconds or None,
+                                     expires_at=None)
         elif action == P.DELETE:
             self.store.update_branch(database.name, name, status=DELETING)
             injection_point("delete:marked")
@@ -290,9 +331,11 @@ class Service:
                        protected: bool, outcome: Outcome, parent: Optional[str] = None) -> BranchRecord:
         method = self._copy_method(database, source, mode, method_name) if source is not None else None
         data_dir = self.placement.data_dir(database.name, name)
-        if os.path.exists(data_dir):
-            raise InputError("name", f"data directory {data_dir} exists but belongs to no branch of database "
-                             f"{database.name!r}; remove it or choose another data_root")
+        if os.path.lexists(data_dir):
+            # No record and no manifest claims it (adoption would have): not ours to replace or remove.
+            raise InputError("name", f"data directory {data_dir} exists but no record or manifest makes it a branch of "
+                             f"database {database.name!r}; nothing was changed: move it away, or choose another name "
+                             "or data_root")
         moment = now()
         record = BranchRecord(
             database=database.name, name=name, status=CREATING, is_default=is_default, protected=protected,
@@ -437,11 +480,16 @@ class Service:
     # ---------------------------------------------------------------- reading
 
     def info(self, database: Optional[str] = None, name: Optional[str] = None) -> Outcome:
+        """Read-only: what the host has and the store lacks is adopted into the store's in-memory copy only,
+        so the view is the host's."""
         if database is not None:
             validate_name("database", database)
-            self._database(database)
         if name is not None:
             validate_name("name", name)
+        for found in [database] if database is not None else self.manifests.database_names():
+            self.adoption.reconcile(found)
+        if database is not None:
+            self._database(database)
         databases = {d.name: d for d in self.store.databases()}
         return Outcome(values={"branches": [self._view(databases[b.database], b).as_dict()
                                             for b in self.store.branches(database) if name is None or b.name == name]})
@@ -449,6 +497,9 @@ class Service:
     def expire(self, database: Optional[str] = None) -> Outcome:
         if database is not None:
             validate_name("database", database)
+        for found in [database] if database is not None else self.manifests.database_names():
+            self._adopt(found)  # a lease the host knows of runs out even when the store lost it
+        if database is not None:
             self._database(database)
         due = [b for b in self.store.branches(database) if b.expired(now())]
         outcome = Outcome(values={"expired": [], "kept": [], "errors": []})
@@ -536,8 +587,8 @@ class Service:
         return record
 
     def _password(self, database: DatabaseRecord) -> str:
-        with open(database.password_file, encoding="utf-8") as handle:
-            return handle.read()
+        """The kept password; empty where none is kept yet (check mode of a database being adopted)."""
+        return read_secret(database.password_file) or ""
 
     def _database_view(self, record: DatabaseRecord) -> dict:
         return {"name": record.name, "image": record.image, "pg_major": record.pg_major, "user": record.user,
@@ -577,14 +628,6 @@ class Service:
                 "run_alive": self.store.held(f"{record.database}/{record.name}") or self.store.held(record.database),
                 "copying": bool(workers),
                 "worker_started_at": workers[0].attrs["State"]["StartedAt"] if workers else None}
-
-
-def _write_secret(path: str, value: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(value)
-    os.chmod(path, 0o600)
-    os.chown(path, POSTGRES_UID, POSTGRES_UID)
 
 
 def _remove_tree(path: str) -> None:

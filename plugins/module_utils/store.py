@@ -17,10 +17,23 @@ import sqlite3
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, fields
-from typing import Iterable, Iterator, List, Optional
+from typing import Iterable, Iterator, List, Optional, Protocol
 
 from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
 from ansible_collections.baseful.branching.plugins.module_utils.model import DELETING, BranchRecord, DatabaseRecord
+
+
+class Mirror(Protocol):
+    """Told of every committed change of a record, so that the host keeps a copy beside the data
+    (manifest.py); the store knows nothing of what it does with it."""
+
+    def database_changed(self, record: DatabaseRecord, store_id: str) -> None: ...
+
+    def database_removed(self, name: str) -> None: ...
+
+    def branch_changed(self, record: BranchRecord) -> None: ...
+
+    def branch_removed(self, database: str, name: str) -> None: ...
 
 
 def _branches_table(name: str, statuses: str) -> str:
@@ -68,10 +81,20 @@ MIGRATIONS = (
     DROP TABLE branches;
     ALTER TABLE branches_v2 RENAME TO branches;
     """ + _ONE_DEFAULT,
+    # 3: a database's own status ('creating' and 'deleting' are written by the run doing that work, so crash
+    # recovery keys on them and never on a branch being absent), and the store's identity, which every
+    # manifest on the host names.
+    """
+    ALTER TABLE databases ADD COLUMN status TEXT NOT NULL DEFAULT 'ready'
+        CHECK (status IN ('creating', 'ready', 'deleting'));
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO meta (key, value) VALUES ('store_id', lower(hex(randomblob(16))));
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 BUSY_TIMEOUT_SECONDS = 60
 _BRANCH_COLUMNS = [f.name for f in fields(BranchRecord)]
+_DATABASE_COLUMNS = [f.name for f in fields(DatabaseRecord)]
 
 
 def check_version(connection: sqlite3.Connection) -> int:
@@ -114,24 +137,30 @@ def migrate(connection: sqlite3.Connection) -> int:
 
 
 class Store:
-    """read_only (check mode, info): nothing is created; a state_dir that does not exist yet reads
-    as an empty store, and locks are not taken."""
+    """read_only (check mode, info): the file is copied into memory and never written; a state_dir that
+    does not exist yet reads as an empty store, and locks are not taken. So check mode runs the same
+    code as a real run (adoption included) against a copy that is thrown away.
 
-    def __init__(self, state_dir: str, read_only: bool = False):
+    A file that SQLite cannot read whole (corrupt, truncated mid-page) is refused, never repaired or
+    replaced: its records may be the only ones of something."""
+
+    def __init__(self, state_dir: str, read_only: bool = False, mirror: Optional[Mirror] = None):
         self.state_dir = state_dir
         self.read_only = read_only
+        self.mirror = None if read_only else mirror
         self.path = os.path.join(state_dir, "state.db")
         self.lock_dir = os.path.join(state_dir, "locks")
         self.secret_dir = os.path.join(state_dir, "secrets")
         if read_only:
-            exists = os.path.exists(self.path)
-            uri = f"file:{self.path}?mode=ro" if exists else "file::memory:"
-            self.db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+            self.db = sqlite3.connect(":memory:", isolation_level=None)
             self.db.row_factory = sqlite3.Row
-            if exists:
-                check_version(self.db)
-            else:
-                migrate(self.db)
+            if os.path.exists(self.path):
+                source = self._open_checked(f"file:{self.path}?mode=ro", uri=True)
+                try:
+                    source.backup(self.db)
+                finally:
+                    source.close()
+            migrate(self.db)
             return
         try:
             for directory in (state_dir, self.lock_dir, self.secret_dir):
@@ -143,11 +172,33 @@ class Store:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
         os.chmod(self.path, 0o600)
-        self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
-        self.db.row_factory = sqlite3.Row
+        self.db = self._open_checked(self.path)
         self.db.execute("PRAGMA foreign_keys = ON")
         enable_wal(self.db)
         migrate(self.db)
+
+    def _open_checked(self, target: str, uri: bool = False) -> sqlite3.Connection:
+        connection = sqlite3.connect(target, uri=uri, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        connection.row_factory = sqlite3.Row
+        try:
+            check_version(connection)
+            verdict = connection.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as error:
+            connection.close()
+            raise self._unreadable(str(error)) from None
+        if verdict != "ok":
+            connection.close()
+            raise self._unreadable(verdict)
+        return connection
+
+    def _unreadable(self, why: str) -> BranchingError:
+        return BranchingError(f"state_dir: {self.path} is not readable metadata ({why}); nothing was changed. "
+                              "Restore it from a backup, or move it aside: the next run rebuilds the records "
+                              "from the manifests under data_root")
+
+    @property
+    def store_id(self) -> str:
+        return self.db.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()[0]
 
     def close(self) -> None:
         self.db.close()
@@ -174,13 +225,24 @@ class Store:
 
     def add_database(self, record: DatabaseRecord) -> None:
         with self.transaction() as db:
-            db.execute("INSERT INTO databases (name, image, pg_major, user, password_file, created_at) "
-                       "VALUES (:name, :image, :pg_major, :user, :password_file, :created_at)", asdict(record))
+            db.execute(f"INSERT INTO databases ({', '.join(_DATABASE_COLUMNS)}) "
+                       f"VALUES ({', '.join(':' + c for c in _DATABASE_COLUMNS)})", asdict(record))
+        self._database_changed(record.name)
+
+    def set_database_status(self, name: str, status: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE databases SET status = ? WHERE name = ?", (status, name))
+        self._database_changed(name)
 
     def remove_database(self, name: str) -> None:
+        names = [b.name for b in self.branches(name)]
         with self.transaction() as db:
             db.execute("DELETE FROM branches WHERE database = ?", (name,))
             db.execute("DELETE FROM databases WHERE name = ?", (name,))
+        if self.mirror is not None:
+            for branch in names:
+                self.mirror.branch_removed(name, branch)
+            self.mirror.database_removed(name)
 
     # branches
 
@@ -206,38 +268,64 @@ class Store:
         for port in candidate_ports:
             record.port = port
             try:
-                with self.transaction() as db:
-                    db.execute(f"INSERT INTO branches ({', '.join(_BRANCH_COLUMNS)}) "
-                               f"VALUES ({', '.join(':' + c for c in _BRANCH_COLUMNS)})", asdict(record))
+                self.insert_branch(record)
                 return record
             except sqlite3.IntegrityError as error:
                 if "branches.port" not in str(error):
                     raise
         raise BranchingError("port_range: no free port is left in the range; widen port_range or delete branches")
 
+    def insert_branch(self, record: BranchRecord) -> None:
+        with self.transaction() as db:
+            db.execute(f"INSERT INTO branches ({', '.join(_BRANCH_COLUMNS)}) "
+                       f"VALUES ({', '.join(':' + c for c in _BRANCH_COLUMNS)})", asdict(record))
+        self._branch_changed(record.database, record.name)
+
     def update_branch(self, database: str, name: str, **values) -> None:
         assignments = ", ".join(f"{column} = :{column}" for column in values)
         with self.transaction() as db:
             db.execute(f"UPDATE branches SET {assignments} WHERE database = :_db AND name = :_name",
                        dict(values, _db=database, _name=name))
+        self._branch_changed(database, name)
 
     def mark_database_deleting(self, database: str) -> None:
-        """Every branch of the database 'deleting', in one transaction: a removal killed half-way leaves
-        all of them marked or none."""
+        """The database and every branch of it 'deleting', in one transaction: a removal killed half-way
+        leaves all of them marked or none."""
         with self.transaction() as db:
+            db.execute("UPDATE databases SET status = ? WHERE name = ?", (DELETING, database))
             db.execute("UPDATE branches SET status = ? WHERE database = ?", (DELETING, database))
+        self._database_changed(database)
+        for branch in self.branches(database):
+            self._branch_changed(database, branch.name)
 
     def set_default(self, database: str, name: str) -> None:
+        previous = self.default_branch(database)
         with self.transaction() as db:
             db.execute("UPDATE branches SET is_default = 0 WHERE database = ? AND is_default = 1", (database,))
             switched = db.execute("UPDATE branches SET is_default = 1 WHERE database = ? AND name = ?", (database, name))
             if switched.rowcount != 1:
                 raise BranchingError(f"name: branch {name!r} of database {database!r} does not exist; "
                                      "the default branch is unchanged")
+        for branch in dict.fromkeys(b for b in (previous, name) if b is not None):
+            self._branch_changed(database, branch)
 
     def remove_branch(self, database: str, name: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM branches WHERE database = ? AND name = ?", (database, name))
+        if self.mirror is not None:
+            self.mirror.branch_removed(database, name)
+
+    def _branch_changed(self, database: str, name: str) -> None:
+        if self.mirror is not None:
+            record = self.branch(database, name)
+            if record is not None:
+                self.mirror.branch_changed(record)
+
+    def _database_changed(self, name: str) -> None:
+        if self.mirror is not None:
+            record = self.database(name)
+            if record is not None:
+                self.mirror.database_changed(record, self.store_id)
 
     def integrity(self) -> str:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0]

@@ -44,7 +44,7 @@ options:
       - It must contain PostgreSQL and follow the official image's contract (PGDATA, POSTGRES_USER,
         POSTGRES_PASSWORD_FILE, POSTGRES_DB).
     type: str
-    default: postgres:17
+    default: postgres:18
   user:
     description:
       - Superuser created in the database and used in the connection URLs.
@@ -138,7 +138,7 @@ def main():
         argument_spec=shared_argument_spec(
             name=dict(type="str", required=True),
             state=dict(type="str", choices=["present", "absent"], default="present"),
-            image=dict(type="str", default="postgres:17"),
+            image=dict(type="str", default="postgres:18"),
             user=dict(type="str", default="postgres"),
             password=dict(type="str", no_log=True),
             source_url=dict(type="str", no_log=True),

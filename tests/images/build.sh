@@ -1,24 +1,48 @@
 #!/usr/bin/env bash
 # Builds a PostgreSQL image from Debian packages that behaves like the official postgres:<major>
-# image, for machines that cannot pull from a registry. Built once per machine, cached by tag.
-#   tests/images/build.sh 17   -> baseful/postgres:17-debian (trixie)
-#   tests/images/build.sh 15   -> baseful/postgres:15-debian (bookworm)
+# image, for machines that cannot pull from a registry. Built once per machine, cached by tag; the tag
+# carries a digest of this script and the entry point, so a change to either builds anew.
+#   tests/images/build.sh 15            -> baseful/postgres:15-debian-<digest> (bookworm)
+#   tests/images/build.sh 17            -> baseful/postgres:17-debian-<digest> (trixie)
+#   tests/images/build.sh 18            -> baseful/postgres:18-debian-<digest> (forky; the 18 layout:
+#                                          PGDATA /var/lib/postgresql/18/docker, VOLUME /var/lib/postgresql)
+#   tests/images/build.sh 17 hardened   -> baseful/postgres:17-hardened-<digest>: the same server, initialised
+#                                          with scram-sha-256 for every host connection, 127.0.0.1 included
+# It prints the tag on its last line.
 set -euo pipefail
 
-major="${1:?usage: build.sh MAJOR}"
+major="${1:?usage: build.sh MAJOR [hardened]}"
+variant="${2:-debian}"
 case "$major" in
 	15) suite=bookworm ;;
 	17) suite=trixie ;;
-	*) echo "build.sh: no Debian suite ships PostgreSQL $major as its default (15: bookworm, 17: trixie)" >&2; exit 2 ;;
+	18) suite=forky ;;
+	*) echo "build.sh: no Debian suite ships PostgreSQL $major as its default (15: bookworm, 17: trixie, 18: forky)" >&2; exit 2 ;;
 esac
-tag="baseful/postgres:${major}-debian"
-mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+case "$variant" in debian|hardened) ;; *) echo "build.sh: variant is debian or hardened, not $variant" >&2; exit 2 ;; esac
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+digest="$(cat "$here/build.sh" "$here/docker-entrypoint.sh" | sha256sum | cut -c1-10)"
+base="baseful/postgres:${major}-debian-${digest}"
+tag="baseful/postgres:${major}-${variant}-${digest}"
+mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
 if docker image inspect "$tag" >/dev/null 2>&1; then
-	echo "$tag is built already"
+	echo "$tag is built already" >&2
+	echo "$tag"
 	exit 0
 fi
+
+if [ "$variant" = hardened ]; then
+	"$here/build.sh" "$major" >/dev/null
+	# An operator's hardening: initdb's own rules for 127.0.0.1 and ::1 (and replication there) ask for a
+	# password, as the official image's POSTGRES_INITDB_ARGS allows; the local socket stays as initdb makes it.
+	printf 'FROM %s\nENV POSTGRES_INITDB_ARGS="--auth-host=scram-sha-256"\n' "$base" \
+		| docker build -q -t "$tag" - >/dev/null
+	echo "built $tag" >&2
+	echo "$tag"
+	exit 0
+fi
+
 for tool in debootstrap docker; do
 	command -v "$tool" >/dev/null || { echo "build.sh: $tool is required (apt-get install $tool)" >&2; exit 2; }
 done
@@ -27,7 +51,11 @@ rootfs="$(mktemp -d /var/tmp/baseful-rootfs-"$major".XXXXXX)"
 trap 'rm -rf "$rootfs"' EXIT
 chmod 0755 "$rootfs"  # mktemp makes it 0700, which would lock uid 999 out of /
 
-debootstrap --variant=minbase "$suite" "$rootfs" "$mirror"
+script=()
+if [ "$suite" = forky ] && [ ! -e /usr/share/debootstrap/scripts/forky ]; then
+	script=(/usr/share/debootstrap/scripts/sid)  # the testing suite's script, for a debootstrap older than forky
+fi
+debootstrap --variant=minbase "$suite" "$rootfs" "$mirror" "${script[@]}" >&2
 in_root() { chroot "$rootfs" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive "$@"; }
 # uid/gid 999 as in the official image, created before the package would pick another.
 in_root groupadd --system --gid 999 postgres
@@ -36,22 +64,41 @@ mkdir -p "$rootfs/etc/postgresql-common/createcluster.d"
 echo 'create_main_cluster = false' > "$rootfs/etc/postgresql-common/createcluster.d/no-main.conf"
 printf '#!/bin/sh\nexit 101\n' > "$rootfs/usr/sbin/policy-rc.d"
 chmod +x "$rootfs/usr/sbin/policy-rc.d"
-in_root apt-get update -qq
+# A mirror may serve a testing suite whose Release file has passed its Valid-Until date; its packages are still
+# the ones it signed.
+in_root apt-get -o Acquire::Check-Valid-Until=false update -qq
 in_root apt-get install -y -qq --no-install-recommends "postgresql-$major" >/dev/null
 in_root apt-get clean
 rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/sbin/policy-rc.d
 sed -ri "s!^#?(listen_addresses)\s*=\s*\S+.*!\1 = '*'!" "$rootfs/usr/share/postgresql/$major/postgresql.conf.sample"
 install -m 0755 "$here/docker-entrypoint.sh" "$rootfs/usr/local/bin/docker-entrypoint.sh"
-mkdir -p "$rootfs/docker-entrypoint-initdb.d" "$rootfs/var/lib/postgresql/data"
-chown -R 999:999 "$rootfs/var/lib/postgresql"
+mkdir -p "$rootfs/docker-entrypoint-initdb.d"
+# The official image's layout: through 17 PGDATA is /var/lib/postgresql/data and is the VOLUME; from 18
+# on PGDATA is /var/lib/postgresql/<major>/docker and the VOLUME is /var/lib/postgresql above it.
+install -d -o 999 -g 999 -m 1777 "$rootfs/var/lib/postgresql"
+install -d -o 999 -g 999 -m 3777 "$rootfs/var/run/postgresql"
+if [ "$major" -ge 18 ]; then
+	pgdata="/var/lib/postgresql/$major/docker" volume=/var/lib/postgresql
+else
+	pgdata=/var/lib/postgresql/data volume=/var/lib/postgresql/data
+	install -d -o 999 -g 999 -m 1777 "$rootfs$pgdata"
+fi
 
-tar -C "$rootfs" --numeric-owner -c . | docker import \
-	--change "ENV PATH=/usr/lib/postgresql/$major/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
-	--change "ENV PG_MAJOR=$major" \
-	--change 'ENV PGDATA=/var/lib/postgresql/data' \
-	--change 'ENV LANG=C.UTF-8' \
-	--change 'ENTRYPOINT ["docker-entrypoint.sh"]' \
-	--change 'CMD ["postgres"]' \
-	--change 'EXPOSE 5432' \
-	- "$tag"
-echo "built $tag"
+# docker import takes the file system; the image's metadata comes from a small Dockerfile, as the official
+# image declares it (import cannot set STOPSIGNAL).
+tar -C "$rootfs" --numeric-owner -c . | docker import - "$tag-rootfs" >&2
+docker build -q -t "$tag" - >&2 <<DOCKERFILE
+FROM $tag-rootfs
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/lib/postgresql/$major/bin
+ENV PG_MAJOR=$major
+ENV PGDATA=$pgdata
+ENV LANG=C.UTF-8
+VOLUME $volume
+ENTRYPOINT ["docker-entrypoint.sh"]
+STOPSIGNAL SIGINT
+EXPOSE 5432
+CMD ["postgres"]
+DOCKERFILE
+docker rmi "$tag-rootfs" >/dev/null 2>&1 || true  # the built image keeps its layer
+echo "built $tag" >&2
+echo "$tag"

@@ -18,6 +18,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.errors import (
 )
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     NAME_PATTERN,
+    NO_LEASE,
     BranchRecord,
     PortRange,
     connection_host,
@@ -140,8 +141,15 @@ def test_ttl_parser_returns_a_positive_int_or_refuses_with_input_error(value):
         return
     if value in (None, ""):
         assert seconds is None
+    elif str(value).strip().lower() == "none":
+        assert seconds == NO_LEASE
     else:
         assert isinstance(seconds, int) and seconds > 0
+
+
+@pytest.mark.parametrize("value", ["none", "None", " NONE "])
+def test_ttl_none_removes_the_lease(value):
+    assert parse_ttl(value) == NO_LEASE == 0
 
 
 # ------------------------------------------------------------------ ports

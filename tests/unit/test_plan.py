@@ -11,6 +11,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.model import (
     CREATING,
     DELETING,
     MISSING,
+    NO_LEASE,
     RESETTING,
     RUNNING,
     STOPPED,
@@ -393,10 +394,50 @@ def test_deleting_a_protected_branch_is_refused():
     assert "is protected and cannot be deleted" in str(caught.value)
 
 
-def test_deleting_production_is_refused_even_when_it_is_no_longer_the_default():
-    rec = record(name="production", protected=True, parent=None)
-    with pytest.raises(InputError, match="protected"):
+@pytest.mark.parametrize("protected", [True, False])
+def test_deleting_production_is_refused_even_when_it_is_no_longer_the_default(protected):
+    # unprotected by an older version or by hand in the store: it is still the root branch
+    rec = record(name="production", protected=protected, parent=None)
+    with pytest.raises(InputError) as caught:
         plan(request("production", state="absent"), existing(rec), default="feature")
+    assert caught.value.parameter == "state"
+    assert "root branch" in str(caught.value) and "database state: absent" in str(caught.value)
+
+
+def test_unprotecting_production_is_refused():
+    rec = record(name="production", protected=True, is_default=True, parent=None)
+    with pytest.raises(InputError) as caught:
+        plan(request("production", protected=False), existing(rec), default="production")
+    assert caught.value.parameter == "protected"
+    assert "stays protected" in str(caught.value)
+
+
+def test_resetting_production_is_refused_by_name_not_by_its_flags():
+    rec = record(name="production", protected=False, is_default=False, parent=None)
+    with pytest.raises(InputError) as caught:
+        plan(request("production", reset=True), existing(rec), default="feature")
+    assert caught.value.parameter == "reset"
+    assert "root branch" in str(caught.value)
+
+
+def test_protecting_production_again_is_no_change():
+    rec = record(name="production", protected=True, is_default=True, parent=None)
+    assert plan(request("production", protected=True), existing(rec), default="production").actions == []
+
+
+def test_ttl_none_removes_a_lease():
+    rec = record(ttl_seconds=600, expires_at="2026-01-01T00:10:00+00:00")
+    result = plan(request(ttl_seconds=NO_LEASE), existing(rec))
+    assert result.actions == [SET_TTL]
+    assert result.before["ttl"] == 600 and result.after["ttl"] is None
+
+
+def test_ttl_none_on_a_branch_without_a_lease_changes_nothing():
+    assert plan(request(ttl_seconds=NO_LEASE), existing(record())).actions == []
+
+
+def test_a_new_branch_with_ttl_none_has_no_lease():
+    assert plan(request("new", ttl_seconds=NO_LEASE), NOTHING).after["ttl"] is None
 
 
 def test_deleting_a_missing_branch_changes_nothing():

@@ -213,20 +213,26 @@ def test_read_only_store_on_a_missing_state_dir_creates_nothing(tmp_path):
     assert not (tmp_path / "absent").exists()
 
 
-def test_read_only_store_reads_an_existing_file_and_cannot_write_it(store, state_dir):
+def test_read_only_store_reads_an_existing_file_and_never_writes_it(store, state_dir):
     store.reserve_branch(branch("production", status=RUNNING, is_default=True), PORTS)
     store.close()
     before = set(os.listdir(state_dir))
+    with open(os.path.join(state_dir, "state.db"), "rb") as handle:
+        content = handle.read()
     reader = Store(state_dir, read_only=True)
     assert [b.name for b in reader.branches("inventory")] == ["production"]
     assert reader.default_branch("inventory") == "production"
-    with pytest.raises(sqlite3.OperationalError, match="readonly"):
-        reader.add_database(database("other"))
+    # check mode writes (adoption) go to the in-memory copy only
+    reader.add_database(database("other"))
+    assert [d.name for d in reader.databases()] == ["inventory", "other"]
     with reader.lock("inventory"):
         pass
     reader.close()
     assert not os.listdir(os.path.join(state_dir, "locks"))  # no lock file taken read-only
     assert {"state.db", "locks", "secrets"} <= before
+    with open(os.path.join(state_dir, "state.db"), "rb") as handle:
+        assert handle.read() == content
+    assert [d.name for d in Store(state_dir).databases()] == ["inventory"]
 
 
 # ------------------------------------------------------------------ records
@@ -497,3 +503,97 @@ def test_marking_a_database_deleting_marks_all_its_branches_and_no_other(store):
     store.mark_database_deleting("inventory")
     assert sorted((b.database, b.name, b.status) for b in store.branches()) == [
         ("inventory", "dev", "deleting"), ("inventory", "production", "deleting"), ("other", "production", "running")]
+
+
+# ------------------------------------------------------------------ schema 3, damaged files, the mirror
+
+def test_a_version_2_file_learns_database_status_and_a_store_id(state_dir):
+    from ansible_collections.baseful.branching.plugins.module_utils.store import MIGRATIONS
+    os.makedirs(state_dir)
+    path = os.path.join(state_dir, "state.db")
+    old = sqlite3.connect(path)
+    old.executescript(MIGRATIONS[0])
+    old.executescript(MIGRATIONS[1] + "PRAGMA user_version = 2;")
+    old.execute("INSERT INTO databases VALUES ('inventory', 'postgres:17', 17, 'postgres', '/s/p', 't')")
+    old.commit()
+    old.close()
+    store = Store(state_dir)
+    assert store.database("inventory").status == "ready"
+    assert len(store.store_id) == 32
+    store.set_database_status("inventory", "deleting")
+    assert store.database("inventory").status == "deleting"
+    with pytest.raises(sqlite3.IntegrityError):
+        store.set_database_status("inventory", "bogus")
+    store.close()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated mid-page"])
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_damaged_file_is_refused_and_left_as_found(state_dir, damage, read_only):
+    store = Store(state_dir)
+    store.add_database(database())
+    for number in range(200):  # enough rows for several pages
+        store.reserve_branch(branch(f"b{number}"), [55000 + number])
+    store.close()
+    path = os.path.join(state_dir, "state.db")
+    for suffix in ("-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
+    with open(path, "rb") as handle:
+        content = handle.read()
+    damaged = (content[:100] + os.urandom(len(content) - 100)) if damage == "garbage" else content[:len(content) // 2 + 123]
+    with open(path, "wb") as handle:
+        handle.write(damaged)
+    with pytest.raises(BranchingError, match=r"^state_dir: .*state\.db is not readable metadata .*nothing was changed"):
+        Store(state_dir, read_only=read_only)
+    with open(path, "rb") as handle:
+        assert handle.read() == damaged
+
+
+class RecordingMirror:
+    def __init__(self):
+        self.calls = []
+
+    def database_changed(self, record, store_id):
+        self.calls.append(("database", record.name, record.status, store_id))
+
+    def database_removed(self, name):
+        self.calls.append(("database_removed", name))
+
+    def branch_changed(self, record):
+        self.calls.append(("branch", record.name, record.status, record.is_default))
+
+    def branch_removed(self, database, name):
+        self.calls.append(("branch_removed", name))
+
+
+def test_every_committed_change_reaches_the_mirror(state_dir):
+    mirror = RecordingMirror()
+    store = Store(state_dir, mirror=mirror)
+    store.add_database(database())
+    store.reserve_branch(branch("production", status=RUNNING, is_default=True), [54320])
+    store.reserve_branch(branch("dev", status=RUNNING), [54321])
+    store.update_branch("inventory", "dev", status="stopped")
+    store.set_default("inventory", "dev")
+    store.remove_branch("inventory", "production")
+    store.mark_database_deleting("inventory")
+    store.remove_database("inventory")
+    sid = store.store_id
+    assert mirror.calls == [
+        ("database", "inventory", "ready", sid),
+        ("branch", "production", RUNNING, True),
+        ("branch", "dev", RUNNING, False),
+        ("branch", "dev", "stopped", False),
+        ("branch", "production", RUNNING, False), ("branch", "dev", "stopped", True),
+        ("branch_removed", "production"),
+        ("database", "inventory", "deleting", sid), ("branch", "dev", "deleting", True),
+        ("branch_removed", "dev"), ("database_removed", "inventory"),
+    ]
+
+
+def test_a_read_only_store_tells_no_mirror(state_dir):
+    Store(state_dir).close()
+    mirror = RecordingMirror()
+    reader = Store(state_dir, read_only=True, mirror=mirror)
+    reader.add_database(database())
+    assert mirror.calls == []

@@ -4,9 +4,11 @@
 """Physical copy: pg_basebackup with streamed WAL, straight into the branch's data directory.
 
 The worker shares the source container's network namespace, so it reaches the server on
-127.0.0.1, where initdb's pg_hba allows replication connections; no rule of the source is
-changed. A stopped source is consistent on disk already and is copied as files. No backup
-manifest: nothing verifies a branch against one, and its checksums cost CPU the copy needs.
+127.0.0.1, where initdb's pg_hba has its replication rule; it authenticates as the database's user
+with its password (read from the mounted password file into the environment, never a command line),
+so the copy works whether that rule says trust or asks for a password (POSTGRES_INITDB_ARGS
+--auth-host=scram-sha-256, as operators harden it). No rule of the source is changed. A stopped
+source is consistent on disk already and is copied as files. No backup manifest: nothing verifies a branch against one, and its checksums cost CPU the copy needs.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from ansible_collections.baseful.branching.plugins.module_utils.copy.dump import
 from ansible_collections.baseful.branching.plugins.module_utils.copy.files import copy_tree, tree_size
 from ansible_collections.baseful.branching.plugins.module_utils.copy.snapshot import forget_running_server
 from ansible_collections.baseful.branching.plugins.module_utils.errors import CopyFailed
-from ansible_collections.baseful.branching.plugins.module_utils.runtime import TARGET_IN_WORKER
+from ansible_collections.baseful.branching.plugins.module_utils.runtime import SECRET_IN_CONTAINER, TARGET_IN_WORKER
 
 BASEBACKUP = f"""
-pg_basebackup --pgdata={TARGET_IN_WORKER} --wal-method=stream --checkpoint=fast --no-manifest \
-  --no-password --host=127.0.0.1 --port=5432 --username="$SUPERUSER"
+PGPASSWORD="$(cat {SECRET_IN_CONTAINER})" pg_basebackup --pgdata={TARGET_IN_WORKER} --wal-method=stream \
+  --checkpoint=fast --no-manifest --no-password --host=127.0.0.1 --port=5432 --username="$SUPERUSER"
 echo "basebackup=$?"
 """
 

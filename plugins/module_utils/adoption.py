@@ -1,0 +1,170 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to baseful.branching
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Adoption: records rebuilt from the host when the store lacks what the host has.
+
+The store can be lost (state_dir removed or moved), corrupt (refused by the Store; once moved aside the
+next run starts empty) or older than the host (restored from a backup). Each branch and database keeps a
+manifest beside its data (manifest.py) and its containers carry labels, so what the store lacks is
+recorded again: nothing is copied, nothing is removed, and the run reports the action `adopt`. In check
+mode the same happens in the store's in-memory copy, so the prediction is the real run's.
+
+What belongs to another state_dir that still holds its records is refused; what has no manifest at all
+was not made by this collection and is refused too. Neither is ever removed.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import List, Optional
+
+from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
+from ansible_collections.baseful.branching.plugins.module_utils.manifest import Manifests
+from ansible_collections.baseful.branching.plugins.module_utils.model import (
+    PRODUCTION,
+    BranchRecord,
+    DatabaseRecord,
+    scram_verifier,
+)
+from ansible_collections.baseful.branching.plugins.module_utils.runtime import LABEL_BRANCH, LABEL_ROLE, SECRET_IN_CONTAINER
+from ansible_collections.baseful.branching.plugins.module_utils.secret import read_secret, write_secret
+from ansible_collections.baseful.branching.plugins.module_utils.store import Store
+
+ADOPT = "adopt"
+# Over the published port, as a client of the host connects (a host rule of pg_hba decides, not the
+# socket's): whether the password authenticates.
+AUTH_PROBE = ('PGPASSWORD="$(cat "$SECRET")" psql -X -q -w -At --dbname="$DSN" -c "SELECT 1" >/dev/null; '
+              'echo "auth=$?"')
+
+
+class Adoption:
+    def __init__(self, store: Store, manifests: Manifests, runtime, check_mode: bool, secret_file):
+        self.store = store
+        self.manifests = manifests
+        self.runtime = runtime
+        self.check_mode = check_mode
+        self.secret_file = secret_file  # database name -> path of its password file under state_dir
+
+    def refuse_foreign(self, database: str) -> None:
+        """Refuses a database whose data another state_dir still records, or whose directory under data_root
+        this collection did not make; changes nothing."""
+        manifest = self.manifests.database(database)
+        directory = self.manifests.database_dir(database)
+        if manifest is None:
+            if self.store.database(database) is None and self.manifests.unmanifested(database):
+                raise InputError("data_root", f"{directory} exists and holds no baseful.branching manifest, so it was "
+                                 f"not made for database {database!r} by this collection; nothing was changed: move "
+                                 "it away, or choose another data_root")
+            return
+        owner = self.manifests.owner_elsewhere(manifest)
+        if owner is not None:
+            raise InputError("data_root", f"database {database!r} under {self.manifests.data_root} belongs to the "
+                             f"state_dir {owner}, which still holds its records; nothing was changed: use that "
+                             "state_dir, or another data_root for this one")
+
+    def needed(self, database: str) -> bool:
+        """Whether the host has records of `database` that the store lacks (a cheap look, no lock)."""
+        if self.manifests.database(database) is None:
+            return False
+        if self.store.database(database) is None:
+            return True
+        recorded = {b.name for b in self.store.branches(database)}
+        return any(b.name not in recorded for b in self.manifests.branches(database))
+
+    def reconcile(self, database: str, password: Optional[str] = None) -> List[str]:
+        """Adopts what the host has of `database` and the store lacks; returns [ADOPT] or []. Call it under
+        the database's exclusive lock."""
+        self.refuse_foreign(database)
+        manifest = self.manifests.database(database)
+        record = self.store.database(database)
+        if manifest is None:
+            if record is not None and not self.check_mode:
+                self._backfill(record)
+            return []
+        adopted_database = record is None
+        if adopted_database:
+            record = DatabaseRecord(**dict(vars(manifest.record), password_file=self.secret_file(database)))
+        recorded = {b.name for b in self.store.branches(database)}
+        missing = [b for b in self.manifests.branches(database) if b.name not in recorded]
+        if not adopted_database and not missing:
+            if not self.check_mode and (manifest.state_dir != self.manifests.state_dir
+                                        or manifest.store_id != self.store.store_id):
+                self.manifests.database_changed(record, self.store.store_id)  # ours now: say so
+            return []
+        branches = [self._adoptable(b) for b in missing]
+        self._refuse_clashes(database, branches)
+        if adopted_database:
+            self.store.add_database(record)
+        for branch in branches:
+            self.store.insert_branch(branch)
+        if adopted_database and not self.check_mode:
+            self._settle_password(record, password)
+        return [ADOPT]
+
+    def _backfill(self, record: DatabaseRecord) -> None:
+        """Manifests for records made before they were kept: from now on the host can rebuild them."""
+        self.manifests.database_changed(record, self.store.store_id)
+        for branch in self.store.branches(record.name):
+            self.manifests.branch_changed(branch)
+
+    def _adoptable(self, branch: BranchRecord) -> BranchRecord:
+        """The manifest's record, with its container as Docker has it now (recreated since, or gone), and no
+        second default where the store already has one (an older store's default stands)."""
+        containers = [c for c in self.runtime.labelled(branch.database, branch.name)
+                      if c.labels.get(LABEL_ROLE) == "branch" and c.labels.get(LABEL_BRANCH) == branch.name]
+        if containers:
+            branch.container_id, branch.container_name = containers[0].id, containers[0].name
+        if branch.is_default and self.store.default_branch(branch.database) is not None:
+            branch.is_default = False
+        return branch
+
+    def _refuse_clashes(self, database: str, branches: List[BranchRecord]) -> None:
+        by_port = {b.port: b for b in self.store.branches()}
+        for branch in branches:
+            holder = by_port.get(branch.port)
+            if holder is not None:
+                raise BranchingError(f"port: branch {branch.name!r} of database {database!r} found under data_root "
+                                     f"runs on port {branch.port}, which the store records for branch "
+                                     f"{holder.name!r} of database {holder.database!r}; nothing was adopted: delete "
+                                     "the stale record's branch, or restore the matching state_dir")
+            by_port[branch.port] = branch
+
+    # the password of an adopted database
+
+    def _settle_password(self, record: DatabaseRecord, password: Optional[str]) -> None:
+        """The one given as `password`, else the one kept under state_dir, if it authenticates; else a new one
+        (the given one, or generated) set through the local socket of every running branch."""
+        path = record.password_file
+        kept = read_secret(path)
+        candidate = password if password is not None else kept
+        running = [b for b in self.store.branches(record.name)
+                   if self.runtime.status(b.container_id or b.container_name) == "running"]
+        if not running:
+            if candidate is None:
+                raise InputError("password", f"database {record.name!r} was adopted from data_root, but no password "
+                                 "of it is kept under state_dir and none of its branches runs to set one; give "
+                                 "the database's password as password")
+            write_secret(path, candidate)
+            return
+        root = next((b for b in running if b.name == PRODUCTION), running[0])
+        if candidate is not None:
+            write_secret(path, candidate)
+            if self._authenticates(record, root):
+                return
+        wanted = password if password is not None else secrets.token_urlsafe(24)
+        for branch in running:
+            if not self.runtime.set_password(branch.container_id or branch.container_name, record.user,
+                                             scram_verifier(wanted)):
+                raise InputError("password", f"database {record.name!r} was adopted from data_root, but "
+                                 f"{'the password given' if password is not None else 'no known password'} "
+                                 f"authenticates as {record.user!r} and branch {branch.name!r} refuses a reset "
+                                 "through its local socket; give the database's current password as password")
+        write_secret(path, wanted)
+
+    def _authenticates(self, record: DatabaseRecord, branch: BranchRecord) -> bool:
+        dsn = f"host={branch.host} port={branch.port} user={record.user} dbname=postgres connect_timeout=10"
+        code, stdout, _stderr = self.runtime.run_worker(record.image, record.name, branch.name, AUTH_PROBE,
+                                                        {"DSN": dsn, "SECRET": SECRET_IN_CONTAINER},
+                                                        record.password_file)
+        return code == 0 and "auth=0" in stdout
+
