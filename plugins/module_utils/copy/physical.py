@@ -8,7 +8,8 @@ The worker shares the source container's network namespace, so it reaches the se
 with its password (read from the mounted password file into the environment, never a command line),
 so the copy works whether that rule says trust or asks for a password (POSTGRES_INITDB_ARGS
 --auth-host=scram-sha-256, as operators harden it). No rule of the source is changed. A stopped
-source is consistent on disk already and is copied as files. No backup manifest: nothing verifies a branch against one, and its checksums cost CPU the copy needs.
+source is consistent on disk already and is copied as files. No backup manifest: nothing verifies
+a branch against one, and its checksums cost CPU the copy needs.
 """
 
 from __future__ import annotations
