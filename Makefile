@@ -9,6 +9,9 @@ TARBALL := build/baseful-branching-$(VERSION).tar.gz
 COLLECTIONS_PATH ?= $(HOME)/.ansible/collections
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS_PATH)
 PYTEST := $(PYTHON) -m pytest
+# The images `make images` chose, for the suites.
+IMAGES = BASEFUL_IMAGE_17=$$(cat build/image-17) BASEFUL_IMAGE_15=$$(cat build/image-15) \
+	BASEFUL_IMAGE_18=$$(cat build/image-18) BASEFUL_IMAGE_17_HARDENED=$$(cat build/image-17-hardened)
 
 .PHONY: demo test deps images install unit integration reliability lint sanity molecule bench clean
 
@@ -59,15 +62,13 @@ molecule: images install
 	BASEFUL_IMAGE_17=$$(cat build/image-17) molecule test
 
 integration: images install
-	BASEFUL_IMAGE_17=$$(cat build/image-17) BASEFUL_IMAGE_15=$$(cat build/image-15) \
-		$(PYTEST) -q -x --durations=8 tests/integration
+	$(IMAGES) $(PYTEST) -q -x --durations=8 tests/integration
 
 # Faults injected for real (SIGKILL at every step, a killed postmaster, a restarted Docker daemon, a
 # full disk), 5 rounds of concurrent runs, the generated bad-input matrix and the exposure checks;
 # tests/reliability/README.md holds its table.
 reliability: images install
-	BASEFUL_IMAGE_17=$$(cat build/image-17) BASEFUL_IMAGE_15=$$(cat build/image-15) \
-		$(PYTEST) -q -p no:cacheprovider --durations=8 tests/reliability
+	$(IMAGES) $(PYTEST) -q -p no:cacheprovider --durations=8 tests/reliability
 
 test: unit lint sanity integration reliability molecule
 

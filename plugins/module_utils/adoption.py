@@ -45,13 +45,13 @@ class Adoption:
         self.check_mode = check_mode
         self.secret_file = secret_file  # database name -> path of its password file under state_dir
 
-    def refuse_foreign(self, database: str) -> None:
-        """Refuses a database whose data another state_dir still records, or whose directory under data_root
-        this collection did not make; changes nothing."""
+    def refuse_foreign(self, database: str, unmanifested: bool = True) -> None:
+        """Refuses a database whose data another state_dir still records, or (`unmanifested`) whose directory
+        under data_root this collection did not make; changes nothing."""
         manifest = self.manifests.database(database)
         directory = self.manifests.database_dir(database)
         if manifest is None:
-            if self.store.database(database) is None and self.manifests.unmanifested(database):
+            if unmanifested and self.store.database(database) is None and self.manifests.unmanifested(database):
                 raise InputError("data_root", f"{directory} exists and holds no baseful.branching manifest, so it was "
                                  f"not made for database {database!r} by this collection; nothing was changed: move "
                                  "it away, or choose another data_root")
@@ -71,10 +71,11 @@ class Adoption:
         recorded = {b.name for b in self.store.branches(database)}
         return any(b.name not in recorded for b in self.manifests.branches(database))
 
-    def reconcile(self, database: str, password: Optional[str] = None) -> List[str]:
+    def reconcile(self, database: str, password: Optional[str] = None, unmanifested: bool = True) -> List[str]:
         """Adopts what the host has of `database` and the store lacks; returns [ADOPT] or []. Call it under
-        the database's exclusive lock."""
-        self.refuse_foreign(database)
+        the database's exclusive lock. `unmanifested`: refuse a directory of that name that is not ours (a
+        removal leaves it alone instead)."""
+        self.refuse_foreign(database, unmanifested)
         manifest = self.manifests.database(database)
         record = self.store.database(database)
         if manifest is None:
@@ -97,8 +98,10 @@ class Adoption:
             self.store.add_database(record)
         for branch in branches:
             self.store.insert_branch(branch)
-        if adopted_database and not self.check_mode:
-            self._settle_password(record, password)
+        if not self.check_mode:
+            self._backfill(record)  # the manifests now say what the store says (one default, ours)
+            if adopted_database:
+                self._settle_password(record, password)
         return [ADOPT]
 
     def _backfill(self, record: DatabaseRecord) -> None:
@@ -133,12 +136,14 @@ class Adoption:
 
     def _settle_password(self, record: DatabaseRecord, password: Optional[str]) -> None:
         """The one given as `password`, else the one kept under state_dir, if it authenticates; else a new one
-        (the given one, or generated) set through the local socket of every running branch."""
+        (the given one, or generated) set through the local socket of every branch whose container exists (a
+        stopped one is started for it and stopped again)."""
         path = record.password_file
         kept = read_secret(path)
         candidate = password if password is not None else kept
-        running = [b for b in self.store.branches(record.name)
-                   if self.runtime.status(b.container_id or b.container_name) == "running"]
+        branches = self.store.branches(record.name)
+        status = {b.name: self.runtime.status(b.container_id or b.container_name) for b in branches}
+        running = [b for b in branches if status[b.name] == "running"]
         if not running:
             if candidate is None:
                 raise InputError("password", f"database {record.name!r} was adopted from data_root, but no password "
@@ -152,14 +157,22 @@ class Adoption:
             if self._authenticates(record, root):
                 return
         wanted = password if password is not None else secrets.token_urlsafe(24)
-        for branch in running:
-            if not self.runtime.set_password(branch.container_id or branch.container_name, record.user,
-                                             scram_verifier(wanted)):
+        write_secret(path, wanted)  # kept first: no branch may take a password that nobody keeps
+        for branch in branches:
+            if status[branch.name] not in ("running", "stopped"):
+                continue  # no container: nothing to reach until it is recreated (then with its old password)
+            container = branch.container_id or branch.container_name
+            if status[branch.name] == "stopped":
+                self.runtime.start(container, branch.port)
+                self.runtime.wait_ready(container, record.user, record.name)
+            changed = self.runtime.set_password(container, record.user, scram_verifier(wanted))
+            if status[branch.name] == "stopped":
+                self.runtime.stop(container)
+            if not changed:
                 raise InputError("password", f"database {record.name!r} was adopted from data_root, but "
                                  f"{'the password given' if password is not None else 'no known password'} "
                                  f"authenticates as {record.user!r} and branch {branch.name!r} refuses a reset "
                                  "through its local socket; give the database's current password as password")
-        write_secret(path, wanted)
 
     def _authenticates(self, record: DatabaseRecord, branch: BranchRecord) -> bool:
         dsn = f"host={branch.host} port={branch.port} user={record.user} dbname=postgres connect_timeout=10"

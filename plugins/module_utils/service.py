@@ -145,7 +145,7 @@ class Service:
         if source_url is not None and state == "absent":
             raise InputError("source_url", "source_url seeds a new database and state: absent removes it; ask for one")
         with self.store.lock(name):
-            adopted = self.adoption.reconcile(name, password)
+            adopted = self.adoption.reconcile(name, password, unmanifested=state == "present")
             if state == "absent":
                 return self._remove_database(name, adopted)
             return self._ensure_database(name, image, user, password, source_url, adopted)

@@ -76,6 +76,7 @@ options:
       - A lease, as seconds or a number with C(s), C(m), C(h) or C(d) (V(300), V(15m), V(2h)).
         The branch expires that long after it was last applied and is removed by M(baseful.branching.branch_expire).
       - Re-applying the branch renews the lease; the renewal alone does not count as a change.
+      - V(none) removes the lease (RV(branch.expires_at) becomes null); leaving O(ttl) out keeps the lease as it is.
     type: str
   port:
     description:
@@ -83,11 +84,14 @@ options:
       - Changing it on an existing branch recreates its container on the new port; the data is kept.
     type: int
   protected:
-    description: A protected branch cannot be deleted or reset. C(production) is created protected.
+    description:
+      - A protected branch cannot be deleted or reset.
+      - C(production) is the root branch of its database; it is always protected (V(false) is refused), is never
+        deleted or reset, and goes only with its database (O(baseful.branching.database#module:state=absent)).
     type: bool
   reset:
     description:
-      - Re-copy the branch from its source, keeping its name and port. Refused for protected branches.
+      - Re-copy the branch from its source, keeping its name and port. Refused for protected branches and for C(production).
       - Every run with V(true) resets again, so use it in a task you run on purpose.
     type: bool
     default: false

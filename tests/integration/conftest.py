@@ -23,12 +23,12 @@ REPO = Path(__file__).resolve().parents[2]
 PORT_RANGE = os.environ.get("BASEFUL_TEST_PORT_RANGE", "54400-54599")
 
 
-def _image(major: int) -> str:
-    name = os.environ.get(f"BASEFUL_IMAGE_{major}")
+def _image(major: int, variant: str = "") -> str:
+    name = os.environ.get(f"BASEFUL_IMAGE_{major}" + (f"_{variant.upper()}" if variant else ""))
     if name:
         return name
-    return subprocess.run([str(REPO / "tests/images/ensure.sh"), str(major)], check=True, text=True,
-                          capture_output=True).stdout.strip()
+    return subprocess.run([str(REPO / "tests/images/ensure.sh"), str(major), *([variant] if variant else [])],
+                          check=True, text=True, capture_output=True).stdout.strip()
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +39,19 @@ def image17() -> str:
 @pytest.fixture(scope="session")
 def image15() -> str:
     return _image(15)
+
+
+@pytest.fixture(scope="session")
+def image18() -> str:
+    """PostgreSQL 18 with the official image's 18 layout: PGDATA /var/lib/postgresql/18/docker under
+    VOLUME /var/lib/postgresql."""
+    return _image(18)
+
+
+@pytest.fixture(scope="session")
+def image17_hardened() -> str:
+    """PostgreSQL 17 initialised with scram-sha-256 for every host connection, 127.0.0.1 included."""
+    return _image(17, "hardened")
 
 
 @pytest.fixture(scope="session")
@@ -186,6 +199,16 @@ def _content(path: Path):
         return path.read_bytes()
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
         return "\n".join(db.iterdump())
+
+
+@pytest.fixture(autouse=True)
+def no_volume_left_behind(docker_client):
+    """No container the collection makes (branch, probe, worker) may leave a Docker volume, whatever VOLUME its
+    image declares: the count of volumes never grows across a test."""
+    before = {v.name for v in docker_client.volumes.list()}
+    yield
+    grown = sorted({v.name for v in docker_client.volumes.list()} - before)
+    assert not grown, f"Docker volumes left behind by this test: {grown}"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -45,7 +45,7 @@ def test_baseful_flow_create_list_stop_start_switch_delete(ansible, database, db
     refused = ansible.run("branch", database=dbname, name="staging", state="absent")
     assert refused["failed"] and refused["msg"].startswith("name: branch 'staging' is the default branch")
     refused = ansible.run("branch", database=dbname, name="production", state="absent")
-    assert refused["failed"] and "is protected and cannot be deleted" in refused["msg"]
+    assert refused["failed"] and refused["msg"].startswith("state: branch 'production' is the root branch")
 
     ansible.run("branch", database=dbname, name="production", state="default")
     deleted = ansible.run("branch", database=dbname, name="staging", state="absent")
@@ -104,6 +104,13 @@ def test_ttl_lease_expires_and_branch_expire_removes_it(ansible, database, dbnam
     assert [b["name"] for b in ansible.run("branch_info", database=dbname)["branches"]] == ["production", "long-lived"]
     assert ansible.run("branch_expire")["changed"] is False
 
+    unleased = ansible.run("branch", database=dbname, name="long-lived", ttl="none", diff=True)
+    assert unleased["actions"] == ["set_ttl"] and unleased["diff"]["before"]["ttl"] == 7200
+    assert unleased["branch"]["ttl"] is None and unleased["branch"]["expires_at"] is None
+    assert unleased["diff"]["after"]["ttl"] is None
+    assert ansible.run("branch", database=dbname, name="long-lived", ttl="none")["changed"] is False
+    assert ansible.run("branch", database=dbname, name="long-lived")["branch"]["expires_at"] is None
+
 
 def test_reset_discards_changes_and_keeps_name_and_port(ansible, database, dbname):
     first = ansible.run("branch", database=dbname, name="scratch")["branch"]
@@ -115,7 +122,7 @@ def test_reset_discards_changes_and_keeps_name_and_port(ansible, database, dbnam
     assert query(reset["branch"]["url"], "SELECT count(*) FROM stock") == [(500,)]
 
     refused = ansible.run("branch", database=dbname, name="production", reset=True)
-    assert refused["failed"] and refused["msg"].startswith("reset: branch 'production' is protected")
+    assert refused["failed"] and refused["msg"].startswith("reset: branch 'production' is the root branch")
 
 
 def test_check_mode_predicts_create_and_touches_nothing(ansible, database, dbname, docker_client, workdir):

@@ -24,7 +24,10 @@ from conftest import (  # noqa: E402
     docker_client,
     image15,
     image17,
+    image17_hardened,
+    image18,
     no_container_left_behind,
+    no_volume_left_behind,
     placement,
     query,
     snapshot,
@@ -32,7 +35,8 @@ from conftest import (  # noqa: E402
 )
 
 __all__ = ["Ansible", "_remove_containers_under", "ansible", "connect", "database", "dbname", "docker_client", "image15",
-           "image17", "no_container_left_behind", "placement", "query", "snapshot", "workdir", "tally"]
+           "image17", "image17_hardened", "image18", "no_container_left_behind", "no_volume_left_behind", "placement",
+           "query", "snapshot", "workdir", "tally"]
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = [

@@ -86,7 +86,9 @@ PLACEMENT = {
     "tls": not_bool(),
     "validate_certs": not_bool(),
 }
-TTLS = generated(st.one_of(TEXT.filter(lambda s: not re.fullmatch(r"\s*\d+\s*[smhd]?\s*", s, re.ASCII)), NOT_SCALAR),
+# 'none' (any case, spaces around) is a valid ttl: it removes the lease.
+TTLS = generated(st.one_of(TEXT.filter(lambda s: not re.fullmatch(r"\s*(\d+\s*[smhd]?|none)\s*", s, re.ASCII | re.I)),
+                           NOT_SCALAR),
                  ["-5m", "1y", "99999d", "0", "1.5h", "\u0661\u0662m"])
 MODULES = {
     "database": ({"name": "DB", "image": "IMAGE17"}, {
@@ -110,8 +112,9 @@ CONTRADICTIONS = [
     ("branch", {"database": "DB", "name": "feature", "copy": "schema", "copy_method": "snapshot"}, "copy_method"),
     ("branch", {"database": "DB", "name": "feature", "copy": "empty", "copy_method": "physical"}, "copy_method"),
     ("branch", {"database": "DB", "name": "feature", "state": "absent", "reset": True}, "reset"),
-    ("branch", {"database": "DB", "name": "production", "state": "absent"}, "name"),
+    ("branch", {"database": "DB", "name": "production", "state": "absent"}, "state"),
     ("branch", {"database": "DB", "name": "production", "reset": True}, "reset"),
+    ("branch", {"database": "DB", "name": "production", "protected": False}, "protected"),
     ("branch", {"database": "DB", "name": "feature", "source": "feature"}, "source"),
     ("branch", {"database": "DB", "name": "feature", "source": "nonexistent"}, "source"),
     ("branch", {"database": "DB", "name": "fresh", "reset": True}, "reset"),
@@ -181,7 +184,7 @@ def role_cases(world: dict, placement: dict, expiry_dir: Path) -> tuple:
     vary("provision", provision, ("baseful_provision_no_log",), spread(not_bool()))
     placement_of("provision", provision)
     cases.append(("provision", nested(provision, ("baseful_databases", 0, "branches"), [{"name": "production", "state": "absent"}]),
-                  "name"))
+                  "state"))
 
     teardown = {"baseful_teardown_databases": ["nonexistent"], "baseful_placement": placement}
     vary("teardown", teardown, ("baseful_teardown_databases",),

@@ -95,8 +95,11 @@ def assert_converged(site, client, present: dict) -> None:
     labelled = client.containers.list(all=True, filters={"label": f"baseful.database={site['name']}"})
     assert sorted(c.labels["baseful.branch"] for c in labelled) == sorted(branches), "stray or missing container"
     assert all(c.labels["baseful.role"] == "branch" and c.status == "running" for c in labelled)
-    on_disk = sorted(p.name for p in (Path(site["placement"]["data_root"]) / site["name"]).iterdir())
+    database_dir = Path(site["placement"]["data_root"]) / site["name"]
+    on_disk = sorted(p.name for p in database_dir.iterdir() if p.name != ".baseful")
     assert on_disk == sorted(branches), f"stray data directory: {on_disk}"
+    manifests = sorted(p.stem for p in (database_dir / ".baseful" / "branches").iterdir())
+    assert manifests == sorted(branches), f"manifests out of step with the branches: {manifests}"
     assert_no_lock_held(site)
     source = client.containers.get(site["production"]["container_id"])
     assert source.status == "running"
@@ -231,7 +234,8 @@ def assert_database_converged(site, client, name: str, exists: bool) -> None:
     if exists:
         assert names == ["production"]
         assert [(c.labels["baseful.role"], c.status) for c in labelled] == [("branch", "running")], "stray container"
-        assert sorted(p.name for p in root.iterdir()) == ["production"], "stray data directory"
+        assert sorted(p.name for p in root.iterdir()) == [".baseful", "production"], "stray data directory"
+        assert sorted(p.name for p in (root / ".baseful" / "branches").iterdir()) == ["production.json"]
         assert secret.stat().st_mode & 0o777 == 0o600
     else:
         assert names == [] and labelled == [] and not root.exists() and not secret.exists()
