@@ -62,6 +62,18 @@ class Adoption:
                              f"state_dir {owner}, which still holds its records; nothing was changed: use that "
                              "state_dir, or another data_root for this one")
 
+    def ours(self, names: List[str]) -> List[str]:
+        """The databases of `names` that this state_dir may adopt: a sweep over data_root (branch_info and
+        branch_expire without a database) passes over another state_dir's instead of failing on it."""
+        kept = []
+        for name in names:
+            try:
+                self.refuse_foreign(name)
+            except InputError:
+                continue
+            kept.append(name)
+        return kept
+
     def needed(self, database: str) -> bool:
         """Whether the host has records of `database` that the store lacks (a cheap look, no lock)."""
         if self.manifests.database(database) is None:
@@ -86,7 +98,10 @@ class Adoption:
         if adopted_database:
             record = DatabaseRecord(**dict(vars(manifest.record), password_file=self.secret_file(database)))
         recorded = {b.name for b in self.store.branches(database)}
-        missing = [b for b in self.manifests.branches(database) if b.name not in recorded]
+        # A branch whose lock a live run holds is being changed by it (a delete removes the record, then the
+        # manifest): its manifest is not a record the store lost.
+        missing = [b for b in self.manifests.branches(database)
+                   if b.name not in recorded and not self.store.held(f"{database}/{b.name}")]
         if not adopted_database and not missing:
             if not self.check_mode and (manifest.state_dir != self.manifests.state_dir
                                         or manifest.store_id != self.store.store_id):

@@ -486,7 +486,7 @@ class Service:
             validate_name("database", database)
         if name is not None:
             validate_name("name", name)
-        for found in [database] if database is not None else self.manifests.database_names():
+        for found in [database] if database is not None else self.adoption.ours(self.manifests.database_names()):
             self.adoption.reconcile(found)
         if database is not None:
             self._database(database)
@@ -497,7 +497,7 @@ class Service:
     def expire(self, database: Optional[str] = None) -> Outcome:
         if database is not None:
             validate_name("database", database)
-        for found in [database] if database is not None else self.manifests.database_names():
+        for found in [database] if database is not None else self.adoption.ours(self.manifests.database_names()):
             self._adopt(found)  # a lease the host knows of runs out even when the store lost it
         if database is not None:
             self._database(database)

@@ -48,7 +48,7 @@ for tool in debootstrap docker; do
 done
 
 rootfs="$(mktemp -d /var/tmp/baseful-rootfs-"$major".XXXXXX)"
-trap 'rm -rf "$rootfs"' EXIT
+trap 'umount "$rootfs/proc" 2>/dev/null || true; rm -rf "$rootfs"' EXIT
 chmod 0755 "$rootfs"  # mktemp makes it 0700, which would lock uid 999 out of /
 
 script=()
@@ -67,7 +67,10 @@ chmod +x "$rootfs/usr/sbin/policy-rc.d"
 # A mirror may serve a testing suite whose Release file has passed its Valid-Until date; its packages are still
 # the ones it signed.
 in_root apt-get -o Acquire::Check-Valid-Until=false update -qq
+# postgresql-common's maintainer scripts run systemd-tmpfiles, which needs /proc (forky's does).
+mount -t proc proc "$rootfs/proc"
 in_root apt-get install -y -qq --no-install-recommends "postgresql-$major" >/dev/null
+umount "$rootfs/proc"
 in_root apt-get clean
 rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/sbin/policy-rc.d
 sed -ri "s!^#?(listen_addresses)\s*=\s*\S+.*!\1 = '*'!" "$rootfs/usr/share/postgresql/$major/postgresql.conf.sample"

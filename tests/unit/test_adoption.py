@@ -206,3 +206,19 @@ def test_records_made_before_manifests_are_backfilled(host):
     adopt = adoption(host)
     assert adopt.reconcile("inventory") == []
     assert [b.name for b in adopt.manifests.branches("inventory")] == ["dev", "production", "qa"]
+
+
+def test_a_branch_a_live_run_holds_is_not_adopted(host):
+    """A delete removes the record first and the manifest after it, under the branch's lock: in between, its
+    manifest is no lost record."""
+    adopt = adoption(host)
+    adopt.store.remove_branch("inventory", "dev")
+    from ansible_collections.baseful.branching.plugins.module_utils.manifest import _write
+    _write(os.path.join(host.data_root, "inventory", ".baseful", "branches", "dev.json"),
+           {"format": 1, "kind": "branch", "database": "inventory", "name": "dev", "status": "deleting",
+            "is_default": False, "protected": False, "host": "127.0.0.1", "port": 54321,
+            "container_name": "c", "data_dir": "/d", "created_at": "t"})
+    with adopt.store.lock("inventory/dev"):
+        assert adopt.reconcile("inventory") == []
+    assert adopt.reconcile("inventory") == [ADOPT]  # once no run holds it, it is a record to rebuild
+    assert adopt.store.branch("inventory", "dev").status == "deleting"
