@@ -56,7 +56,7 @@ def xfs_root(size_gb: int):
         client = docker.from_env()
         for container in client.containers.list(all=True):
             if any(m.get("Source", "").startswith(str(WORK)) for m in container.attrs.get("Mounts", [])):
-                container.remove(force=True)
+                container.remove(force=True, v=True)
         sh("umount", str(mount))
         image.unlink()
 
@@ -111,7 +111,7 @@ def baseful_way(client, image, source, dbname, root: Path, password: str) -> flo
                 f"| docker exec -i {target.id} psql -q -X -v ON_ERROR_STOP=1 -U postgres -d {dbname} >/dev/null")
     sh("bash", "-o", "pipefail", "-c", pipeline)
     seconds = time.monotonic() - started
-    target.remove(force=True)
+    target.remove(force=True, v=True)
     shutil.rmtree(root / name)
     return seconds
 
@@ -130,7 +130,7 @@ def hand_dump(client, image, source, dbname, root: Path, password: str, jobs: in
     if ran.exit_code != 0:
         raise RuntimeError(ran.output.decode()[-1000:])
     seconds = time.monotonic() - started
-    target.remove(force=True)
+    target.remove(force=True, v=True)
     shutil.rmtree(root / name)
     return seconds
 

@@ -143,7 +143,7 @@ def _remove_containers_under(client, root: str) -> None:
     state the test left them in."""
     for container in client.containers.list(all=True, filters={"label": "managed-by=baseful"}):
         if any(m.get("Source", "").startswith(root) for m in container.attrs.get("Mounts", [])):
-            container.remove(force=True)
+            container.remove(force=True, v=True)
 
 
 @pytest.fixture

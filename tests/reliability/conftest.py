@@ -41,6 +41,7 @@ __all__ = ["Ansible", "_remove_containers_under", "ansible", "connect", "databas
 REPO = Path(__file__).resolve().parents[2]
 ROWS = [
     ("faults", "faults injected", "survived"),
+    ("state_lost", "state lost or foreign", "every row intact"),
     ("concurrency", "concurrent runs", "collisions"),
     ("bad_input", "bad inputs tried", "refused"),
     ("exposure", "exposure checks", "passed"),

@@ -8,52 +8,60 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from conftest import Ansible, connect, query
+from conftest import Ansible, _remove_containers_under, connect, query
 
 ROWS = "SELECT count(*), sum(quantity), md5(string_agg(id::text || ':' || note, ',' ORDER BY id)) FROM orders"
 
 
 @pytest.fixture
-def site(workdir, image17):
+def site(workdir, image17, docker_client):
     """A database (data_root beside, not under, state_dir) with production and two branches, each holding
     rows of its own; `expected` maps every branch to its rows."""
     placement = {"state_dir": str(workdir / "state"), "data_root": str(workdir / "data"),
                  "port_range": os.environ.get("BASEFUL_TEST_PORT_RANGE", "54400-54599")}
     ansible = Ansible(workdir, placement)
-    name = f"sl{os.urandom(3).hex()}"
-    made = ansible.run("database", name=name, image=image17)
-    assert not made.get("failed"), made.get("msg")
-    write(made["branch"]["url"], 300, "production")
-    urls = {"production": made["branch"]["url"]}
-    for branch, extra in (("dev", 7), ("qa", 11)):
-        result = ansible.run("branch", database=name, name=branch, ttl="2h" if branch == "qa" else None)
-        assert result.get("changed"), result.get("msg")
-        write(result["branch"]["url"], extra, branch)
-        urls[branch] = result["branch"]["url"]
-    expected = {b: query(url, ROWS) for b, url in urls.items()}
-    stopped = ansible.run("branch", database=name, name="qa", state="stopped")  # one branch stopped when state is lost
-    assert stopped["actions"] == ["stop"]
-    return {"ansible": ansible, "name": name, "placement": placement, "expected": expected, "workdir": workdir,
-            "image": image17, "password": Path(placement["state_dir"], "secrets", f"{name}.password").read_text()}
+    try:
+        name = f"sl{os.urandom(3).hex()}"
+        made = ansible.run("database", name=name, image=image17)
+        assert not made.get("failed"), made.get("msg")
+        write(made["branch"]["url"], 300, "production")
+        urls = {"production": made["branch"]["url"]}
+        for branch, extra in (("dev", 7), ("qa", 11)):
+            result = ansible.run("branch", database=name, name=branch, ttl="2h" if branch == "qa" else None)
+            assert result.get("changed"), result.get("msg")
+            write(result["branch"]["url"], extra, branch)
+            urls[branch] = result["branch"]["url"]
+        expected = {b: query(url, ROWS) for b, url in urls.items()}
+        stopped = ansible.run("branch", database=name, name="qa", state="stopped")  # one branch stopped when state is lost
+        assert stopped["actions"] == ["stop"]
+        yield {"ansible": ansible, "name": name, "placement": placement, "expected": expected, "workdir": workdir,
+               "image": image17, "password": Path(placement["state_dir"], "secrets", f"{name}.password").read_text()}
+    finally:
+        _remove_containers_under(docker_client, str(workdir))
 
 
 def write(url: str, extra: int, note: str) -> None:
     with connect(url) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS orders (id int PRIMARY KEY, quantity int, note text)")
-        conn.execute("INSERT INTO orders SELECT g, g % 13, %s FROM generate_series(1, %s) g "
+        conn.execute("INSERT INTO orders SELECT g, g %% 13, %s FROM generate_series(1, %s) g "
                      "ON CONFLICT (id) DO UPDATE SET note = excluded.note", (note, 1000 + extra))
 
 
 def host_state(client, site) -> dict:
-    """What a refused run must leave exactly as it was: the containers and every file under data_root."""
+    """What a refused or adopting run must leave exactly as it was: the containers (id and status), the
+    database's directories and manifests, and the top level of every data directory (a running server
+    changes files deeper down by itself)."""
     containers = sorted((c.id, c.status) for c in client.containers.list(
         all=True, filters={"label": f"baseful.database={site['name']}"}))
     root = Path(site["placement"]["data_root"])
-    files = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    files = sorted(str(p.relative_to(root)) for p in root.glob("*/*"))
+    files += sorted(str(p.relative_to(root)) for p in root.glob("*/.baseful/**/*") if p.is_file())
+    files += sorted(str(p.relative_to(root)) for p in root.glob("*/*/*") if ".baseful" not in p.parts)
     return {"containers": containers, "files": files}
 
 
@@ -112,7 +120,7 @@ def test_a_lost_password_is_reset_through_the_local_socket(site, docker_client, 
 def test_a_damaged_state_db_is_refused_then_rebuilt_once_moved_aside(site, docker_client, damage, tally):
     ansible, name = site["ansible"], site["name"]
     path = Path(site["placement"]["state_dir"], "state.db")
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     content = path.read_bytes()
     damaged = content[:120] + bytes(b ^ 0x5A for b in content[120:]) if damage == "corrupted" \
@@ -148,7 +156,7 @@ def test_an_older_copy_of_state_db_adopts_the_branches_made_since(site, docker_c
     ansible, name = site["ansible"], site["name"]
     path = Path(site["placement"]["state_dir"], "state.db")
     backup = site["workdir"] / "state.db.backup"
-    with sqlite3.connect(path) as live, sqlite3.connect(backup) as copy:
+    with closing(sqlite3.connect(path)) as live, closing(sqlite3.connect(backup)) as copy:
         live.backup(copy)
     later = ansible.run("branch", database=name, name="later", source="dev")
     write(later["branch"]["url"], 23, "later")
@@ -161,8 +169,8 @@ def test_an_older_copy_of_state_db_adopts_the_branches_made_since(site, docker_c
 
     listed = ansible.run("branch_info", database=name)["branches"]  # read-only: adopts in memory
     assert {b["name"] for b in listed} == {"production", "dev", "qa", "later"}
-    assert "later" not in {r[0] for r in sqlite3.connect(f"file:{path}?mode=ro", uri=True).execute(
-        "SELECT name FROM branches")}
+    with closing(sqlite3.connect(path)) as db:
+        assert "later" not in {r[0] for r in db.execute("SELECT name FROM branches")}
     adopted = ansible.run("branch", database=name, name="later")
     assert adopted["actions"] == ["adopt"] and adopted["branch"]["parent"] == "dev", adopted
     # the older store's default stands (production); the manifests' later switch is not replayed
