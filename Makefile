@@ -43,8 +43,12 @@ install: deps
 	@ansible-galaxy collection install --no-deps --force -p $(COLLECTIONS_PATH) $(TARBALL) >/dev/null
 	@echo "installed baseful.branching $(VERSION) into $(COLLECTIONS_PATH)"
 
-demo: images install
-	ansible-playbook demo/demo.yml -e baseful_demo_image=$$(cat build/image-17)
+# The demo's database records its image by name, so a stand-in is named by its stable tag, which
+# outlives a rebuild of the stand-in.
+demo: deps install
+	@image=$$(tests/images/ensure.sh 18 2>build/image-18.log) || { cat build/image-18.log; exit 1; }; \
+	case "$$image" in baseful/*) image=baseful/postgres:18-debian ;; esac; \
+	ansible-playbook demo/demo.yml -e baseful_demo_image=$$image
 
 unit: deps
 	$(PYTEST) -q tests/unit

@@ -8,7 +8,8 @@
 #                                          PGDATA /var/lib/postgresql/18/docker, VOLUME /var/lib/postgresql)
 #   tests/images/build.sh 17 hardened   -> baseful/postgres:17-hardened-<digest>: the same server, initialised
 #                                          with scram-sha-256 for every host connection, 127.0.0.1 included
-# It prints the tag on its last line.
+# It prints the tag on its last line, and tags the same image baseful/postgres:<major>-<variant> too: a stable
+# name for what outlives one build (the demo's database records its image by name).
 set -euo pipefail
 
 major="${1:?usage: build.sh MAJOR [hardened]}"
@@ -26,8 +27,10 @@ base="baseful/postgres:${major}-debian-${digest}"
 tag="baseful/postgres:${major}-${variant}-${digest}"
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
+stable="baseful/postgres:${major}-${variant}"
 if docker image inspect "$tag" >/dev/null 2>&1; then
 	echo "$tag is built already" >&2
+	docker tag "$tag" "$stable"
 	echo "$tag"
 	exit 0
 fi
@@ -37,7 +40,7 @@ if [ "$variant" = hardened ]; then
 	# An operator's hardening: initdb's own rules for 127.0.0.1 and ::1 (and replication there) ask for a
 	# password, as the official image's POSTGRES_INITDB_ARGS allows; the local socket stays as initdb makes it.
 	printf 'FROM %s\nENV POSTGRES_INITDB_ARGS="--auth-host=scram-sha-256"\n' "$base" \
-		| docker build -q -t "$tag" - >/dev/null
+		| docker build -q -t "$tag" -t "$stable" - >/dev/null
 	echo "built $tag" >&2
 	echo "$tag"
 	exit 0
@@ -90,7 +93,7 @@ fi
 # docker import takes the file system; the image's metadata comes from a small Dockerfile, as the official
 # image declares it (import cannot set STOPSIGNAL).
 tar -C "$rootfs" --numeric-owner -c . | docker import - "$tag-rootfs" >&2
-docker build -q -t "$tag" - >&2 <<DOCKERFILE
+docker build -q -t "$tag" -t "$stable" - >&2 <<DOCKERFILE
 FROM $tag-rootfs
 ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/lib/postgresql/$major/bin
 ENV PG_MAJOR=$major
