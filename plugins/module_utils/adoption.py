@@ -16,7 +16,8 @@ was not made by this collection and is refused too. Neither is ever removed.
 from __future__ import annotations
 
 import secrets
-from typing import List, Optional
+from contextlib import contextmanager
+from typing import Iterator, List, Optional
 
 from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
 from ansible_collections.baseful.branching.plugins.module_utils.manifest import Manifests
@@ -151,43 +152,48 @@ class Adoption:
 
     def _settle_password(self, record: DatabaseRecord, password: Optional[str]) -> None:
         """The one given as `password`, else the one kept under state_dir, if it authenticates; else a new one
-        (the given one, or generated) set through the local socket of every branch whose container exists (a
-        stopped one is started for it and stopped again)."""
+        (the given one, or generated) set through the local socket of every branch whose container exists.
+        A stopped branch is started for it and stopped again."""
         path = record.password_file
-        kept = read_secret(path)
-        candidate = password if password is not None else kept
+        candidate = password if password is not None else read_secret(path)
         branches = self.store.branches(record.name)
         status = {b.name: self.runtime.status(b.container_id or b.container_name) for b in branches}
-        running = [b for b in branches if status[b.name] == "running"]
-        if not running:
+        reachable = [b for b in branches if status[b.name] in ("running", "stopped")]
+        if not reachable:
             if candidate is None:
                 raise InputError("password", f"database {record.name!r} was adopted from data_root, but no password "
-                                 "of it is kept under state_dir and none of its branches runs to set one; give "
-                                 "the database's password as password")
+                                 "of it is kept under state_dir and none of its branches has a container to set one "
+                                 "in; give the database's password as password")
             write_secret(path, candidate)
             return
-        root = next((b for b in running if b.name == PRODUCTION), running[0])
+        root = next((b for b in reachable if b.name == PRODUCTION), reachable[0])
         if candidate is not None:
             write_secret(path, candidate)
-            if self._authenticates(record, root):
-                return
+            with self._running(record, root, status[root.name]):
+                if self._authenticates(record, root):
+                    return
         wanted = password if password is not None else secrets.token_urlsafe(24)
         write_secret(path, wanted)  # kept first: no branch may take a password that nobody keeps
-        for branch in branches:
-            if status[branch.name] not in ("running", "stopped"):
-                continue  # no container: nothing to reach until it is recreated (then with its old password)
-            container = branch.container_id or branch.container_name
-            if status[branch.name] == "stopped":
-                self.runtime.start(container, branch.port)
-                self.runtime.wait_ready(container, record.user, record.name)
-            changed = self.runtime.set_password(container, record.user, scram_verifier(wanted))
-            if status[branch.name] == "stopped":
+        for branch in reachable:
+            with self._running(record, branch, status[branch.name]) as container:
+                if not self.runtime.set_password(container, record.user, scram_verifier(wanted)):
+                    raise InputError("password", f"database {record.name!r} was adopted from data_root, but "
+                                     f"{'the password given' if password is not None else 'no known password'} "
+                                     f"authenticates as {record.user!r} and branch {branch.name!r} refuses a reset "
+                                     "through its local socket; give the database's current password as password")
+
+    @contextmanager
+    def _running(self, record: DatabaseRecord, branch: BranchRecord, status: str) -> Iterator[str]:
+        """The branch's container, running for the body; one that was stopped is stopped again."""
+        container = branch.container_id or branch.container_name
+        if status == "stopped":
+            self.runtime.start(container, branch.port)
+            self.runtime.wait_ready(container, record.user, record.name)
+        try:
+            yield container
+        finally:
+            if status == "stopped":
                 self.runtime.stop(container)
-            if not changed:
-                raise InputError("password", f"database {record.name!r} was adopted from data_root, but "
-                                 f"{'the password given' if password is not None else 'no known password'} "
-                                 f"authenticates as {record.user!r} and branch {branch.name!r} refuses a reset "
-                                 "through its local socket; give the database's current password as password")
 
     def _authenticates(self, record: DatabaseRecord, branch: BranchRecord) -> bool:
         dsn = f"host={branch.host} port={branch.port} user={record.user} dbname=postgres connect_timeout=10"

@@ -222,3 +222,13 @@ def test_a_branch_a_live_run_holds_is_not_adopted(host):
         assert adopt.reconcile("inventory") == []
     assert adopt.reconcile("inventory") == [ADOPT]  # once no run holds it, it is a record to rebuild
     assert adopt.store.branch("inventory", "dev").status == "deleting"
+
+
+def test_with_every_branch_stopped_the_root_is_started_to_check_the_password(host):
+    shutil.rmtree(host.state_dir)
+    for container in host.runtime.containers.values():
+        container.status = "stopped"
+    host.runtime.server_password = "given"
+    adoption(host).reconcile("inventory", password="given")
+    assert host.runtime.started == host.runtime.stopped == ["id-production"] and host.runtime.resets == []
+    assert all(c.status == "stopped" for c in host.runtime.containers.values())
