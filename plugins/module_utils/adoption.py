@@ -201,4 +201,3 @@ class Adoption:
                                                         {"DSN": dsn, "SECRET": SECRET_IN_CONTAINER},
                                                         record.password_file)
         return code == 0 and "auth=0" in stdout
-
