@@ -47,7 +47,7 @@ def test_branch_playbook_prints_the_url_and_writes_an_env_file(database, dbname,
     refused = playbook("baseful.branching.branch", "-e", f"database={dbname}", "-e", "name=production",
                        "-e", "state=absent", "-e", f"state_dir={placement['state_dir']}")
     assert refused.returncode != 0
-    assert "is the default branch" in json.dumps(task_results(refused)["Report what failed"]), refused.stdout
+    assert "is the root branch" in json.dumps(task_results(refused)["Report what failed"]), refused.stdout
 
 
 @pytest.fixture
