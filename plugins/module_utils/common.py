@@ -20,10 +20,11 @@ from ansible_collections.baseful.branching.plugins.module_utils.model import (
     validate_docker_options,
     validate_network,
 )
-from ansible_collections.baseful.branching.plugins.module_utils.runtime import (
+from ansible_collections.baseful.branching.plugins.module_utils.runtime.docker import (
     DOCKER_IMPORT_ERROR,
     HAS_DOCKER,
     DockerConnection,
+    DockerRuntime,
 )
 
 DOCKER_OPTIONS = ("docker_host", "api_version", "timeout", "tls", "validate_certs", "ca_path", "client_cert",
@@ -70,8 +71,8 @@ def run(module, operation, read_only: bool = False) -> None:
         validate_docker_options(params["docker_host"], params["api_version"], params["timeout"])
         placement = Placement(params["state_dir"], params["data_root"], params["network"], params["bind_address"],
                               parse_port_range(params["port_range"]))
-        connection = DockerConnection(**{name: params[name] for name in DOCKER_OPTIONS})
-        service = Service(placement, connection, check_mode=module.check_mode or read_only)
+        runtime = DockerRuntime(DockerConnection(**{name: params[name] for name in DOCKER_OPTIONS}), placement.state_dir)
+        service = Service(placement, runtime, check_mode=module.check_mode or read_only)
         outcome = operation(service)
     except BranchingError as error:
         module.fail_json(msg=str(error))

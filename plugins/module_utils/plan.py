@@ -12,17 +12,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import List, Optional
 
-from ansible_collections.baseful.branching.plugins.module_utils.errors import InputError
+from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     CREATING,
     DELETING,
     MISSING,
     NO_LEASE,
     PRODUCTION,
+    READY,
     RESETTING,
     RUNNING,
     STOPPED,
     BranchRecord,
+    DatabaseRecord,
     diff_view,
 )
 
@@ -37,6 +39,10 @@ SET_DEFAULT = "set_default"
 SET_PROTECTED = "set_protected"
 SET_TTL = "set_ttl"
 DELETE = "delete"
+# A database's own actions.
+CREATE_DATABASE = "create_database"
+CREATE_BRANCH = "create_branch"  # its production branch
+DELETE_DATABASE = "delete_database"
 
 
 @dataclass(frozen=True)
@@ -214,3 +220,43 @@ def _plan_existing(request, actual, record, default_branch, branch_names, plan) 
         after.ttl_seconds = wanted_ttl
     plan.after = diff_view(after, status)
     return plan
+
+
+@dataclass(frozen=True)
+class DatabaseRequest:
+    name: str
+    state: str = "present"
+    image: str = "postgres:18"
+    user: str = "postgres"
+    password_differs: bool = False  # a password was given and it is not the one kept
+
+
+def plan_database(request: DatabaseRequest, record: Optional[DatabaseRecord], production_recorded: bool,
+                  containers: int) -> Plan:
+    """The database's own actions. An existing, ready database plans nothing here: its production branch is
+    then planned like any branch. A record left 'creating' or 'deleting' by a run that died is cleaned up
+    (exactly what its records name) and, for present, the database is made anew."""
+    if request.state == "absent":
+        if record is None and not containers:
+            return Plan()
+        return Plan([DELETE_DATABASE], before={"name": request.name})
+    actions = []
+    if record is not None and record.status != READY:
+        actions.append(CLEANUP)
+        record = None
+    if record is None:
+        return Plan(actions + [CREATE_DATABASE, CREATE_BRANCH], after={
+            "name": request.name, "image": request.image, "user": request.user, "branches": [PRODUCTION],
+            "default_branch": PRODUCTION})
+    for parameter, wanted, actual in (("image", request.image, record.image), ("user", request.user, record.user)):
+        if wanted != actual:
+            raise InputError(parameter, f"database {request.name!r} exists with {parameter} {actual!r}; changing it "
+                             f"to {wanted!r} is not supported: create a new database instead")
+    if request.password_differs:
+        raise InputError("password", f"database {request.name!r} exists with another password; changing the "
+                         "password of an existing database is not supported")
+    if not production_recorded:
+        raise BranchingError(f"name: database {request.name!r} has lost its production branch: neither state_dir "
+                             "nor data_root has a record of it; nothing was changed. Restore it from a backup, "
+                             "or remove the database (state: absent) to start again")
+    return Plan()

@@ -10,8 +10,6 @@ time working on one branch, and keep a database from being removed under a branc
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
 import sqlite3
 import time
@@ -20,6 +18,7 @@ from dataclasses import asdict, fields
 from typing import Iterable, Iterator, List, Optional, Protocol
 
 from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
+from ansible_collections.baseful.branching.plugins.module_utils.locks import Locks
 from ansible_collections.baseful.branching.plugins.module_utils.model import DELETING, BranchRecord, DatabaseRecord
 
 
@@ -151,6 +150,7 @@ class Store:
         self.path = os.path.join(state_dir, "state.db")
         self.lock_dir = os.path.join(state_dir, "locks")
         self.secret_dir = os.path.join(state_dir, "secrets")
+        self.locks = Locks(self.lock_dir, read_only)
         if read_only:
             self.db = sqlite3.connect(":memory:", isolation_level=None)
             self.db.row_factory = sqlite3.Row
@@ -330,75 +330,16 @@ class Store:
     def integrity(self) -> str:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0]
 
-    # locks
+    # locks: <state_dir>/locks (locks.py); none are taken by a read-only store
 
-    @contextmanager
-    def slot(self, key: str, slots: int, timeout: float = 3600.0) -> Iterator[int]:
-        """One of `slots` exclusive locks on `key`: at most that many holders at once; others wait."""
-        stem = key.replace("/", "@")
-        with self._first_free([f"{stem}.slot{n}.lock" for n in range(slots)], fcntl.LOCK_EX, timeout,
-                              f"one of {slots} copy slots on {key}") as held:
-            yield held
+    def lock(self, key: str, shared: bool = False, timeout: float = 600.0):
+        return self.locks.lock(key, shared, timeout)
 
-    @contextmanager
-    def lock(self, key: str, shared: bool = False, timeout: float = 600.0) -> Iterator[None]:
-        """An flock on <state_dir>/locks/<key>.lock."""
-        with self._first_free([_lock_file(key)], fcntl.LOCK_SH if shared else fcntl.LOCK_EX, timeout,
-                              f"the lock on {key}; another run is working on it"):
-            yield
+    def slot(self, key: str, slots: int, timeout: float = 3600.0):
+        return self.locks.slot(key, slots, timeout)
 
     def held(self, key: str) -> bool:
-        """Whether a live process holds the lock on `key` (read-only stores can ask too): probed with a
-        shared lock, taken and dropped at once."""
-        try:
-            fd = os.open(os.path.join(self.lock_dir, _lock_file(key)), os.O_RDONLY)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            return False
-        except OSError as error:
-            if error.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            return True
-        finally:
-            os.close(fd)
-
-    @contextmanager
-    def _first_free(self, names: List[str], mode: int, timeout: float, waiting_for: str) -> Iterator[int]:
-        """Holds the first of the lock files `names` that can be had in `mode`, polling until `timeout`;
-        the kernel drops it if the process dies. Read-only stores take no locks."""
-        if self.read_only:
-            yield 0
-            return
-        fds = [os.open(os.path.join(self.lock_dir, name), os.O_RDWR | os.O_CREAT, 0o600) for name in names]
-        deadline = time.monotonic() + timeout
-        try:
-            while True:
-                for number, fd in enumerate(fds):
-                    try:
-                        fcntl.flock(fd, mode | fcntl.LOCK_NB)
-                    except OSError as error:
-                        if error.errno not in (errno.EAGAIN, errno.EACCES):
-                            raise
-                        continue
-                    yield number
-                    return
-                if time.monotonic() >= deadline:
-                    raise LockBusy(f"timed out after {timeout:.0f}s waiting for {waiting_for}")
-                time.sleep(0.05)
-        finally:
-            for fd in fds:
-                os.close(fd)
-
-
-def _lock_file(key: str) -> str:
-    """The lock file of `key` under lock_dir: what lock() takes and held() probes must be one file."""
-    return key.replace("/", "@") + ".lock"
-
-
-class LockBusy(BranchingError):
-    """Another process holds the lock for longer than the caller would wait."""
+        return self.locks.held(key)
 
 
 def _branch(row: sqlite3.Row) -> BranchRecord:

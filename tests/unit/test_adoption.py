@@ -9,11 +9,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from ansible_collections.baseful.branching.plugins.module_utils.adoption import ADOPT, Adoption
 from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
 from ansible_collections.baseful.branching.plugins.module_utils.manifest import Manifests
 from ansible_collections.baseful.branching.plugins.module_utils.model import BranchRecord, DatabaseRecord
+from ansible_collections.baseful.branching.plugins.module_utils.runtime import Container
 from ansible_collections.baseful.branching.plugins.module_utils.secret import read_secret
+from ansible_collections.baseful.branching.plugins.module_utils.service.adoption import ADOPT, Adoption
 from ansible_collections.baseful.branching.plugins.module_utils.store import Store
 
 
@@ -31,8 +32,12 @@ class FakeRuntime:
             id=branch.container_id, name=branch.container_name, status=status,
             labels={"baseful.database": branch.database, "baseful.branch": branch.name, "baseful.role": "branch"})
 
+    def _view(self, container) -> Container:
+        return Container(container.id, container.name, "exited" if container.status == "stopped" else container.status,
+                         container.labels)
+
     def labelled(self, database, branch=None):
-        return [c for c in self.containers.values() if c.labels["baseful.database"] == database
+        return [self._view(c) for c in self.containers.values() if c.labels["baseful.database"] == database
                 and (branch is None or c.labels["baseful.branch"] == branch)]
 
     def status(self, name_or_id):

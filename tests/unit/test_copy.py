@@ -16,6 +16,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.copy import (
     Endpoint,
     _why_not,
     choose_method,
+    method_for,
 )
 from ansible_collections.baseful.branching.plugins.module_utils.copy.dump import (
     check_stages,
@@ -36,8 +37,16 @@ SITUATION_IDS = [f"{m}-{'same' if s else 'other'}major-{'ext' if e else 'managed
 
 # ------------------------------------------------------------------ choose_method
 
-def test_every_method_is_implemented():
-    assert IMPLEMENTED == ("snapshot", "physical", "dump")
+def test_every_registered_method_has_its_file_and_is_the_one_auto_picks_somewhere():
+    """The registry names a file per method whose METHOD carries that name, and every method is auto's choice
+    in some situation: a registered method that nothing can reach is dead."""
+    picked = {choose_method("auto", mode, same, external, cow) for mode, same, external, cow in SITUATIONS}
+    for name in IMPLEMENTED:
+        method = method_for(name)
+        assert method.name == name and callable(method.run) and callable(method.serves)
+        assert isinstance(method.fills_data_dir, bool) and isinstance(method.needs_running_source, bool)
+    assert picked == set(IMPLEMENTED)
+    assert list(IMPLEMENTED) == sorted(IMPLEMENTED, key=["snapshot", "physical", "dump"].index)  # fastest first
 
 
 def expected_auto(mode, same_major, external, cow):

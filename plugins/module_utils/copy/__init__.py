@@ -10,7 +10,8 @@ physical) or restores into a running, freshly initialised server (dump). `choose
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from importlib import import_module
+from typing import Dict, List, Optional
 
 from ansible_collections.baseful.branching.plugins.module_utils.errors import InputError
 
@@ -58,35 +59,50 @@ class CopyResult:
         return dict({"method": self.method, "seconds": round(self.seconds, 3), "bytes": self.bytes}, **self.extra)
 
 
-# The methods this version implements, fastest first.
-IMPLEMENTED = ("snapshot", "physical", "dump")
+# The registry: every method, fastest first. Each names its file copy/<name>.py, whose METHOD says what it
+# serves (`serves`), how it fills a branch (`fills_data_dir`, `needs_running_source`, `copies_per_source`) and
+# runs it (`run(job, runtime, storage)`). Adding a method is its file plus its name here.
+REGISTRY = ("snapshot", "physical", "dump")
+
+
+@dataclass(frozen=True)
+class Situation:
+    """What decides which methods can serve a copy."""
+
+    mode: str
+    same_major: bool
+    external_source: bool
+    copy_on_write: bool
+
+
+def method_for(name: str):
+    return import_module(f"{__name__}.{name}").METHOD
+
+
+def _serving(situation: Situation) -> List[str]:
+    return [name for name in REGISTRY if method_for(name).serves(situation)]
+
+
+IMPLEMENTED = REGISTRY  # kept for readers of 0.1.0's name
 
 
 def check_request(mode: Optional[str], requested: Optional[str]) -> None:
     """Refuses up front, whatever the source, a method that cannot serve the copy mode."""
-    if requested in ("snapshot", "physical") and mode not in (None, "all"):
+    if requested in REGISTRY and mode is not None and not method_for(requested).serves(Situation(mode, True, False, True)):
         raise InputError("copy_method", f"{requested!r} cannot serve this copy ({_why_not(requested, mode, True, False, True)}); "
-                         "use one of: auto, dump")
+                         f"use one of: auto, {', '.join(_serving(Situation(mode, True, False, True)))}")
 
 
 def choose_method(requested: str, mode: str, same_major: bool, external_source: bool,
                   copy_on_write: bool) -> str:
     """The method that serves the request: `auto` picks the fastest correct one."""
-    full_local_copy = mode == "all" and same_major and not external_source
-    candidates = []
-    if full_local_copy and copy_on_write:
-        candidates.append("snapshot")
-    if full_local_copy:
-        candidates.append("physical")
-    candidates.append("dump")
+    candidates = _serving(Situation(mode, same_major, external_source, copy_on_write))
     if requested == "auto":
-        return next(method for method in candidates if method in IMPLEMENTED)
+        return candidates[0]
     if requested not in candidates:
         reason = _why_not(requested, mode, same_major, external_source, copy_on_write)
-        usable = ", ".join(m for m in candidates if m in IMPLEMENTED)
-        raise InputError("copy_method", f"{requested!r} cannot serve this copy ({reason}); use one of: auto, {usable}")
-    if requested not in IMPLEMENTED:
-        raise InputError("copy_method", f"{requested!r} is not available in this version of the collection; use auto or dump")
+        raise InputError("copy_method", f"{requested!r} cannot serve this copy ({reason}); use one of: auto, "
+                         f"{', '.join(candidates)}")
     return requested
 
 
@@ -100,10 +116,3 @@ def _why_not(method: str, mode: str, same_major: bool, external_source: bool, co
     if not copy_on_write:
         return "data_root does not support reflinks, as XFS with reflink=1 and btrfs do"
     return "unsupported"
-
-
-def method_for(name: str):
-    from ansible_collections.baseful.branching.plugins.module_utils.copy.dump import DumpCopy
-    from ansible_collections.baseful.branching.plugins.module_utils.copy.physical import PhysicalCopy
-    from ansible_collections.baseful.branching.plugins.module_utils.copy.snapshot import SnapshotCopy
-    return {"snapshot": SnapshotCopy, "physical": PhysicalCopy, "dump": DumpCopy}[name]()

@@ -14,8 +14,7 @@ import time
 from typing import Dict, Optional, Tuple
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from ansible_collections.baseful.branching.plugins.module_utils.copy import CopyJob, CopyResult
-from ansible_collections.baseful.branching.plugins.module_utils.copy.files import tree_size
+from ansible_collections.baseful.branching.plugins.module_utils.copy import CopyJob, CopyResult, Situation
 from ansible_collections.baseful.branching.plugins.module_utils.errors import CopyFailed
 from ansible_collections.baseful.branching.plugins.module_utils.runtime import SECRET_IN_CONTAINER
 
@@ -106,7 +105,11 @@ class DumpCopy:
     fills_data_dir = False  # restores into a running, freshly initialised server
     needs_running_source = True
 
-    def run(self, job: CopyJob, runtime) -> CopyResult:
+    @staticmethod
+    def serves(situation: Situation) -> bool:
+        return True  # any mode, any major, any source
+
+    def run(self, job: CopyJob, runtime, storage) -> CopyResult:
         started = time.monotonic()
         script, env, stages = dump_script(job)
         if stages:
@@ -119,4 +122,7 @@ class DumpCopy:
                 raise CopyFailed(f"copy of branch {job.branch!r} failed: {error}: {' | '.join(detail)}") from error
             if code != 0:
                 raise CopyFailed(f"copy of branch {job.branch!r} failed: worker exited {code}: {stderr.strip()[-300:]}")
-        return CopyResult(self.name, time.monotonic() - started, tree_size(job.target.data_dir))
+        return CopyResult(self.name, time.monotonic() - started, storage.size(job.target.data_dir))
+
+
+METHOD = DumpCopy()

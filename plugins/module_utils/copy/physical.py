@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.baseful.branching.plugins.module_utils.copy import CopyJob, CopyResult
+from ansible_collections.baseful.branching.plugins.module_utils.copy import CopyJob, CopyResult, Situation
 from ansible_collections.baseful.branching.plugins.module_utils.copy.dump import check_stages
-from ansible_collections.baseful.branching.plugins.module_utils.copy.files import copy_tree, tree_size
-from ansible_collections.baseful.branching.plugins.module_utils.copy.snapshot import forget_running_server
 from ansible_collections.baseful.branching.plugins.module_utils.errors import CopyFailed
 from ansible_collections.baseful.branching.plugins.module_utils.runtime import SECRET_IN_CONTAINER, TARGET_IN_WORKER
 
@@ -39,7 +37,11 @@ class PhysicalCopy:
     # segment has already been removed"), and each holds two of the source's max_wal_senders.
     copies_per_source = 1
 
-    def run(self, job: CopyJob, runtime) -> CopyResult:
+    @staticmethod
+    def serves(situation: Situation) -> bool:
+        return situation.mode == "all" and situation.same_major and not situation.external_source
+
+    def run(self, job: CopyJob, runtime, storage) -> CopyResult:
         started = time.monotonic()
         if job.source.running:
             code, stdout, stderr = runtime.run_worker(
@@ -50,6 +52,9 @@ class PhysicalCopy:
             except CopyFailed as error:
                 raise CopyFailed(f"copy of branch {job.branch!r} failed: {error}: {stderr.strip()[-300:]}") from error
         else:
-            copy_tree(job.source.data_dir, job.target.data_dir, reflink="auto")
-            forget_running_server(job.target.data_dir)
-        return CopyResult(self.name, time.monotonic() - started, tree_size(job.target.data_dir))
+            storage.copy_tree(job.source.data_dir, job.target.data_dir, reflink="auto")
+            storage.forget_running_server(job.target.data_dir)
+        return CopyResult(self.name, time.monotonic() - started, storage.size(job.target.data_dir))
+
+
+METHOD = PhysicalCopy()

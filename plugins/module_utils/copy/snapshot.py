@@ -11,19 +11,10 @@ measured and returned as `source_pause_ms`.
 
 from __future__ import annotations
 
-import os
 import time
 
-from ansible_collections.baseful.branching.plugins.module_utils.copy import CopyJob, CopyResult
-from ansible_collections.baseful.branching.plugins.module_utils.copy.files import copy_tree, tree_size
+from ansible_collections.baseful.branching.plugins.module_utils.copy import CopyJob, CopyResult, Situation
 from ansible_collections.baseful.branching.plugins.module_utils.faults import injection_point
-
-
-def forget_running_server(data_dir: str) -> None:
-    """The clone must not claim the source's server is running in it."""
-    pid_file = os.path.join(data_dir, "postmaster.pid")
-    if os.path.exists(pid_file):
-        os.remove(pid_file)
 
 
 class SnapshotCopy:
@@ -34,7 +25,12 @@ class SnapshotCopy:
     fills_data_dir = True
     needs_running_source = False
 
-    def run(self, job: CopyJob, runtime) -> CopyResult:
+    @staticmethod
+    def serves(situation: Situation) -> bool:
+        return situation.mode == "all" and situation.same_major and not situation.external_source \
+            and situation.copy_on_write
+
+    def run(self, job: CopyJob, runtime, storage) -> CopyResult:
         started = time.monotonic()
         paused_ms = None
         if job.source.running:
@@ -44,10 +40,13 @@ class SnapshotCopy:
             runtime.checkpoint(job.source.container, job.user)
             with runtime.paused(job.source.container) as pause:
                 injection_point("copy")
-                copy_tree(job.source.data_dir, job.target.data_dir, reflink="always")
+                storage.copy_tree(job.source.data_dir, job.target.data_dir, reflink="always")
             paused_ms = pause.milliseconds
         else:
-            copy_tree(job.source.data_dir, job.target.data_dir, reflink="always")
-        forget_running_server(job.target.data_dir)
-        return CopyResult(self.name, time.monotonic() - started, tree_size(job.target.data_dir),
+            storage.copy_tree(job.source.data_dir, job.target.data_dir, reflink="always")
+        storage.forget_running_server(job.target.data_dir)
+        return CopyResult(self.name, time.monotonic() - started, storage.size(job.target.data_dir),
                           {"source_pause_ms": paused_ms})
+
+
+METHOD = SnapshotCopy()

@@ -1,113 +1,55 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to baseful.branching
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Docker operations, through the Docker SDK for Python. Knows nothing of SQLite or planning."""
+"""The Runtime (runtime/__init__.py) on Docker, through the Docker SDK for Python. Knows nothing of
+SQLite or planning; returns neutral values, never an SDK object."""
 
 from __future__ import annotations
 
 import re
-import secrets
-import string
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from ansible_collections.baseful.branching.plugins.module_utils.errors import (
     BranchingError,
-    DockerUnavailable,
     InputError,
 )
 from ansible_collections.baseful.branching.plugins.module_utils.faults import injection_point
 from ansible_collections.baseful.branching.plugins.module_utils.model import MISSING, RUNNING, STOPPED
+from ansible_collections.baseful.branching.plugins.module_utils.runtime import (
+    BRANCH_ROLE,
+    LABEL_BRANCH,
+    LABEL_DATABASE,
+    LABEL_ROLE,
+    LABEL_STATE_DIR,
+    MANAGED_BY,
+    PROBE_ROLE,
+    SECRET_IN_CONTAINER,
+    TARGET_IN_WORKER,
+    WORKER_ROLE,
+    Container,
+    ContainerSpec,
+    Pause,
+    container_name,
+)
+from ansible_collections.baseful.branching.plugins.module_utils.runtime.connection import (  # noqa: F401 -- re-exported
+    DOCKER_IMPORT_ERROR,
+    HAS_DOCKER,
+    DockerConnection,
+)
 
 try:
-    import docker
     from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-    from docker.tls import TLSConfig
     from docker.types import Mount
-    HAS_DOCKER = True
-    DOCKER_IMPORT_ERROR = None
-except ImportError as import_error:  # the module reports missing_required_lib
-    HAS_DOCKER = False
-    DOCKER_IMPORT_ERROR = import_error
+except ImportError:  # HAS_DOCKER says so; the module reports missing_required_lib
+    pass
 
-MANAGED_BY = "managed-by"
-LABEL_DATABASE = "baseful.database"
-LABEL_BRANCH = "baseful.branch"
-LABEL_ROLE = "baseful.role"
-LABEL_STATE_DIR = "baseful.state_dir"
 PGDATA = "/var/lib/postgresql/data"  # the official image's through 17, and where an image names none
-SECRET_IN_CONTAINER = "/run/secrets/baseful-password"
-TARGET_IN_WORKER = "/target"
 READY_TIMEOUT_SECONDS = 120
 # About a second of polls every 20 ms, in one exec; wait_ready repeats it until its deadline.
 READY_POLL = ('for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 -U "$1" -d "$2" && exit 0; '
               'sleep 0.02; done; exit 1')
-
-
-@dataclass
-class DockerConnection:
-    """The connection options, named and defaulted as in community.docker's modules."""
-
-    docker_host: str = "unix:///var/run/docker.sock"
-    api_version: str = "auto"
-    timeout: int = 60
-    tls: bool = False
-    validate_certs: bool = False
-    ca_path: Optional[str] = None
-    client_cert: Optional[str] = None
-    client_key: Optional[str] = None
-
-    def client(self, timeout: Optional[int] = -1):
-        """A connected client; timeout None is for long exec reads (a copy), -1 means the option's value."""
-        timeout = self.timeout if timeout == -1 else timeout
-        tls_config = None
-        if self.tls or self.validate_certs:
-            cert = (self.client_cert, self.client_key) if self.client_cert and self.client_key else None
-            tls_config = TLSConfig(client_cert=cert, ca_cert=self.ca_path, verify=self.validate_certs)
-        base_url = self.docker_host.replace("tcp://", "https://") if tls_config else self.docker_host
-        try:
-            client = docker.DockerClient(base_url=base_url, version=self.api_version, timeout=timeout,
-                                         tls=tls_config or False)
-            client.ping()
-        except (DockerException, OSError, ValueError) as error:
-            if isinstance(error, APIError) and error.status_code == 400 and self.api_version != "auto":
-                raise InputError("api_version", f"{self.api_version!r} is refused by the Docker daemon at "
-                                 f"{self.docker_host}; leave it at 'auto' or give a version the daemon supports") from error
-            raise DockerUnavailable(f"docker_host: Docker is not reachable at {self.docker_host} ({error})") from error
-        return client
-
-
-@dataclass
-class ContainerSpec:
-    name: str
-    image: str
-    database: str
-    branch: str
-    bind_address: str
-    port: int
-    data_dir: str
-    password_file: str
-    user: str
-    dbname: str
-    network: str
-    environment: Dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Pause:
-    milliseconds: Optional[float] = None
-
-
-def container_name(database: str, branch: str) -> str:
-    suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _position in range(6))
-    return f"baseful-{database}-{branch}-{suffix}"
-
-
-def copy_slot(database: str, branch: str, method: str) -> str:
-    """The Store.slot key that limits concurrent copies of one method from one source branch."""
-    return f"{database}/{branch}#{method}"
 
 
 class DockerRuntime:
@@ -167,7 +109,7 @@ class DockerRuntime:
             # when it cannot start, which is exactly the case of an image without PostgreSQL.
             probe = self.client.containers.create(image, ["postgres", "--version"], entrypoint=[],
                                                   network_mode="none", mounts=self._volume_covers(image, []),
-                                                  labels={MANAGED_BY: "baseful", LABEL_ROLE: "probe", **self.scope})
+                                                  labels={MANAGED_BY: "baseful", LABEL_ROLE: PROBE_ROLE, **self.scope})
             probe.start()
             exit_code = probe.wait(timeout=60).get("StatusCode")
             output = probe.logs(stdout=True, stderr=True)
@@ -200,7 +142,7 @@ class DockerRuntime:
 
     def create_container(self, spec: ContainerSpec, start: bool = True) -> str:
         labels = {MANAGED_BY: "baseful", LABEL_DATABASE: spec.database, LABEL_BRANCH: spec.branch,
-                  LABEL_ROLE: "branch", **self.scope}
+                  LABEL_ROLE: BRANCH_ROLE, **self.scope}
         pgdata = self.image_layout(spec.image)[0]
         environment = dict(spec.environment, POSTGRES_USER=spec.user, POSTGRES_DB=spec.dbname,
                            POSTGRES_PASSWORD_FILE=SECRET_IN_CONTAINER, PGDATA=pgdata)
@@ -267,14 +209,15 @@ class DockerRuntime:
             except NotFound:
                 pass
 
-    def labelled(self, database: str, branch: Optional[str] = None) -> List:
+    def labelled(self, database: str, branch: Optional[str] = None) -> List[Container]:
         filters = [f"{MANAGED_BY}=baseful", f"{LABEL_DATABASE}={database}"]
         filters += [f"{key}={value}" for key, value in self.scope.items()]
         if branch:
             filters.append(f"{LABEL_BRANCH}={branch}")
         # ignore_removed: a container removed between Docker's list and the SDK's inspect of each entry
         # (a copy worker finishing in a parallel run) is simply not there, not an error.
-        return self.client.containers.list(all=True, filters={"label": filters}, ignore_removed=True)
+        return [Container(c.id, c.name, c.status, dict(c.labels), (c.attrs.get("State") or {}).get("StartedAt"))
+                for c in self.client.containers.list(all=True, filters={"label": filters}, ignore_removed=True)]
 
     def wait_ready(self, name_or_id: str, user: str, dbname: str, timeout: float = READY_TIMEOUT_SECONDS) -> None:
         """Polls pg_isready over TCP inside the container: the entrypoint's initdb server is socket-only,
@@ -303,7 +246,7 @@ class DockerRuntime:
         (the default) it reaches published branch ports and external URLs exactly as the host does;
         with network_mode 'container:<id>' it shares a source's loopback. Values come in through the
         exec environment, which `docker inspect` does not show."""
-        labels = {MANAGED_BY: "baseful", LABEL_DATABASE: database, LABEL_BRANCH: branch, LABEL_ROLE: "worker",
+        labels = {MANAGED_BY: "baseful", LABEL_DATABASE: database, LABEL_BRANCH: branch, LABEL_ROLE: WORKER_ROLE,
                   **self.scope}
         mounts = [Mount(SECRET_IN_CONTAINER, password_file, type="bind", read_only=True)]
         if target_dir:
@@ -346,7 +289,7 @@ class DockerRuntime:
             environment=dict(environment or {}, BASEFUL_USER=user, BASEFUL_SQL=sql))
 
     @contextmanager
-    def paused(self, name_or_id: str) -> Iterator["Pause"]:
+    def paused(self, name_or_id: str) -> Iterator[Pause]:
         """Freezes a container's processes for the body and measures for how long."""
         container = self.client.containers.get(name_or_id)
         pause = Pause()

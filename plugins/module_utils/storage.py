@@ -1,17 +1,20 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to baseful.branching
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Data-directory copies on the host: copy-on-write clones and plain copies."""
+"""The host-storage seam: data directories on the Docker host's file system. The service and the copy
+methods reach the file system only through `HostStorage` (a test can hand them another)."""
 
 from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import subprocess
 import tempfile
-from typing import Tuple
+from typing import Optional, Tuple
 
 from ansible_collections.baseful.branching.plugins.module_utils.errors import CopyFailed
+from ansible_collections.baseful.branching.plugins.module_utils.secret import POSTGRES_UID
 
 FICLONE = 0x40049409  # ioctl: make the destination share the source's extents (XFS, btrfs)
 
@@ -57,3 +60,43 @@ def tree_sizes(path: str) -> Tuple[int, int]:
             apparent += status.st_size
             allocated += status.st_blocks * 512
     return apparent, allocated
+
+
+class HostStorage:
+    def exists(self, path: str) -> bool:
+        """Whether anything is at `path` (a dangling link counts: it is not ours to replace)."""
+        return os.path.lexists(path)
+
+    def is_data_dir(self, path: str) -> bool:
+        return os.path.isdir(path)
+
+    def make_data_dir(self, path: str) -> None:
+        """A new, empty data directory owned by the image's postgres user; its parents as needed."""
+        os.makedirs(path, mode=0o700)
+        os.chown(path, POSTGRES_UID, POSTGRES_UID)
+
+    def remove(self, path: str) -> None:
+        if os.path.lexists(path):
+            shutil.rmtree(path)
+
+    def sizes(self, path: str) -> Tuple[int, int]:
+        """Apparent and allocated bytes of the files under `path`, in one walk."""
+        return tree_sizes(path)
+
+    def size(self, path: str) -> int:
+        return tree_size(path)
+
+    def free_bytes(self, root: str) -> Optional[int]:
+        return shutil.disk_usage(root).free if os.path.isdir(root) else None
+
+    def reflink_supported(self, root: str) -> bool:
+        return reflink_supported(root)
+
+    def copy_tree(self, source: str, target: str, reflink: str) -> None:
+        copy_tree(source, target, reflink)
+
+    def forget_running_server(self, data_dir: str) -> None:
+        """A file copy of a data directory must not claim its source's server runs in it."""
+        pid_file = os.path.join(data_dir, "postmaster.pid")
+        if os.path.exists(pid_file):
+            os.remove(pid_file)

@@ -27,7 +27,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.model import (
     DatabaseRecord,
     scram_verifier,
 )
-from ansible_collections.baseful.branching.plugins.module_utils.runtime import LABEL_BRANCH, LABEL_ROLE, SECRET_IN_CONTAINER
+from ansible_collections.baseful.branching.plugins.module_utils.runtime import BRANCH_ROLE, SECRET_IN_CONTAINER
 from ansible_collections.baseful.branching.plugins.module_utils.secret import read_secret, write_secret
 from ansible_collections.baseful.branching.plugins.module_utils.store import Store
 
@@ -130,7 +130,7 @@ class Adoption:
         """The manifest's record, with its container as Docker has it now (recreated since, or gone), and no
         second default where the store already has one (an older store's default stands)."""
         containers = [c for c in self.runtime.labelled(branch.database, branch.name)
-                      if c.labels.get(LABEL_ROLE) == "branch" and c.labels.get(LABEL_BRANCH) == branch.name]
+                      if c.role == BRANCH_ROLE and c.branch == branch.name]
         if containers:
             branch.container_id, branch.container_name = containers[0].id, containers[0].name
         if branch.is_default and self.store.default_branch(branch.database) is not None:

@@ -1,0 +1,121 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to baseful.branching
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The runtime seam: what the engine needs from a container runtime, in neutral values.
+
+`Runtime` is the interface; Docker (runtime/docker.py) is its one implementation, and the service's
+unit tests drive a fake one. Nothing above this package sees a Docker SDK object.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Protocol, Tuple
+
+MANAGED_BY = "managed-by"
+LABEL_DATABASE = "baseful.database"
+LABEL_BRANCH = "baseful.branch"
+LABEL_ROLE = "baseful.role"
+LABEL_STATE_DIR = "baseful.state_dir"
+SECRET_IN_CONTAINER = "/run/secrets/baseful-password"
+TARGET_IN_WORKER = "/target"
+BRANCH_ROLE, WORKER_ROLE, PROBE_ROLE = "branch", "worker", "probe"
+
+
+@dataclass(frozen=True)
+class Container:
+    """A container as the engine sees it. `state` is the runtime's own word (running, paused, exited, ...)."""
+
+    id: str
+    name: str
+    state: str
+    labels: Dict[str, str] = field(default_factory=dict)
+    started_at: Optional[str] = None
+
+    @property
+    def branch(self) -> Optional[str]:
+        return self.labels.get(LABEL_BRANCH)
+
+    @property
+    def role(self) -> Optional[str]:
+        return self.labels.get(LABEL_ROLE)
+
+    @property
+    def paused(self) -> bool:
+        return self.state == "paused"
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+@dataclass
+class ContainerSpec:
+    name: str
+    image: str
+    database: str
+    branch: str
+    bind_address: str
+    port: int
+    data_dir: str
+    password_file: str
+    user: str
+    dbname: str
+    network: str
+    environment: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Pause:
+    milliseconds: Optional[float] = None
+
+
+class Runtime(Protocol):
+    """Containers of branches, short-lived workers and the few server operations the engine runs inside them.
+    Names or ids are accepted wherever a container is named; a missing container is not an error where the
+    operation can say so (status MISSING, remove and thaw do nothing)."""
+
+    def postgres_major(self, image: str) -> int: ...
+
+    def ensure_network(self, name: str) -> None: ...
+
+    def create_container(self, spec: ContainerSpec, start: bool = True) -> str: ...
+
+    def status(self, name_or_id: Optional[str]) -> str: ...  # model.RUNNING | STOPPED | MISSING
+
+    def start(self, name_or_id: str, port: int) -> None: ...
+
+    def stop(self, name_or_id: str) -> None: ...
+
+    def remove(self, name_or_id: Optional[str]) -> None: ...
+
+    def thaw(self, name_or_id: str) -> None: ...
+
+    def labelled(self, database: str, branch: Optional[str] = None) -> List[Container]: ...
+
+    def wait_ready(self, name_or_id: str, user: str, dbname: str) -> None: ...
+
+    def log_tail(self, name_or_id: Optional[str], lines: int = 50) -> str: ...
+
+    def run_worker(self, image: str, database: str, branch: str, script: str, environment: Dict[str, str],
+                   password_file: str, network_mode: str = "host",
+                   target_dir: Optional[str] = None) -> Tuple[int, str, str]: ...
+
+    def checkpoint(self, name_or_id: str, user: str) -> None: ...
+
+    def set_password(self, name_or_id: str, user: str, verifier: str) -> bool: ...
+
+    def paused(self, name_or_id: str) -> AbstractContextManager: ...  # yields a Pause, measured on exit
+
+
+def container_name(database: str, branch: str) -> str:
+    suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _position in range(6))
+    return f"baseful-{database}-{branch}-{suffix}"
+
+
+def copy_slot(database: str, branch: str, method: str) -> str:
+    """The Store.slot key that limits concurrent copies of one method from one source branch."""
+    return f"{database}/{branch}#{method}"

@@ -1,0 +1,165 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to baseful.branching
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The service the modules call: validate the request, take the locks, adopt what the host has and the
+store lacks, and dispatch to the part that does the work.
+
+    databases.py  a database's lifecycle (planned by plan.plan_database)
+    executor.py   a branch's lifecycle: one method per action plan.plan_branch returns
+    filler.py     the copy method and the order of data directory, copy and container
+    ports.py      port allocation
+    views.py      what the modules return
+    recovery.py   removing a branch's pieces; what a dead run left running
+    adoption.py   records rebuilt from the manifests beside the data
+    site.py       what the parts share (placement, store, runtime, storage, manifests)
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+from ansible_collections.baseful.branching.plugins.module_utils import plan as P
+from ansible_collections.baseful.branching.plugins.module_utils.copy import check_request
+from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
+from ansible_collections.baseful.branching.plugins.module_utils.model import (
+    DatabaseRecord,
+    now,
+    validate_image,
+    validate_name,
+    validate_password,
+    validate_port,
+    validate_role,
+    validate_source_url,
+)
+from ansible_collections.baseful.branching.plugins.module_utils.runtime import Runtime
+from ansible_collections.baseful.branching.plugins.module_utils.service.adoption import Adoption
+from ansible_collections.baseful.branching.plugins.module_utils.service.databases import DatabaseLifecycle
+from ansible_collections.baseful.branching.plugins.module_utils.service.executor import BranchExecutor
+from ansible_collections.baseful.branching.plugins.module_utils.service.site import Outcome, Placement, Site
+from ansible_collections.baseful.branching.plugins.module_utils.storage import HostStorage
+
+__all__ = ["Outcome", "Placement", "Service"]
+
+
+class Service:
+    def __init__(self, placement: Placement, runtime: Runtime, check_mode: bool = False,
+                 storage: Optional[HostStorage] = None):
+        self.site = Site(placement, runtime, check_mode, storage)
+        self.branches = BranchExecutor(self.site)
+        self.databases = DatabaseLifecycle(self.site, self.branches)
+
+    @property
+    def store(self):
+        return self.site.store
+
+    @property
+    def adoption(self) -> Adoption:
+        site = self.site
+        return Adoption(site.store, site.manifests, site.runtime, site.check_mode, site.secret_file)
+
+    def close(self) -> None:
+        self.site.close()
+
+    def apply_database(self, name: str, state: str, image: str, user: str, password: Optional[str],
+                       source_url: Optional[str]) -> Outcome:
+        validate_name("name", name)
+        validate_role("user", user)
+        if state == "present":
+            validate_image(image)
+        validate_password(password)
+        validate_source_url(source_url)
+        if source_url is not None and state == "absent":
+            raise InputError("source_url", "source_url seeds a new database and state: absent removes it; ask for one")
+        with self.store.lock(name):
+            adopted = self.adoption.reconcile(name, password, unmanifested=state == "present")
+            record = self.store.database(name)
+            differs = password is not None and not adopted and record is not None \
+                and password != self.branches.views.password(record)
+            request = P.DatabaseRequest(name, state, image, user, password_differs=differs)
+            return self.databases.apply(request, password, source_url, adopted)
+
+    def apply_branch(self, request: P.BranchRequest) -> Outcome:
+        validate_name("database", request.database)
+        validate_name("name", request.name)
+        validate_port(request.port, self.site.placement.port_range)
+        if request.source is not None:
+            validate_name("source", request.source)
+        check_request(request.copy_mode, request.copy_method)
+        if request.reset and request.state == "absent":
+            raise InputError("reset", "reset: true copies the branch again and state: absent deletes it; ask for one")
+        adopted = self._adopt(request.database)
+        with self.store.lock(request.database, shared=True), self.store.lock(f"{request.database}/{request.name}"):
+            outcome = self.branches.apply(self._database(request.database), request)
+        return outcome.after_adoption(adopted)
+
+    def info(self, database: Optional[str] = None, name: Optional[str] = None) -> Outcome:
+        """Read-only: what the host has and the store lacks is adopted into the store's in-memory copy only,
+        so the view is the host's."""
+        if database is not None:
+            validate_name("database", database)
+        if name is not None:
+            validate_name("name", name)
+        for found in self._sweep(database):
+            self.adoption.reconcile(found)
+        if database is not None:
+            self._database(database)
+        databases = {d.name: d for d in self.store.databases()}
+        return Outcome(values={"branches": [self.branches.views.branch(databases[b.database], b)
+                                            for b in self.store.branches(database) if name is None or b.name == name]})
+
+    def expire(self, database: Optional[str] = None) -> Outcome:
+        if database is not None:
+            validate_name("database", database)
+        for found in self._sweep(database):
+            self._adopt(found)  # a lease the host knows of runs out even when the store lost it
+        if database is not None:
+            self._database(database)
+        due = [b for b in self.store.branches(database) if b.expired(now())]
+        outcome = Outcome(values={"expired": [], "kept": [], "errors": []})
+        for branch in due:
+            try:
+                removed = self._expire_one(branch.database, branch.name, outcome)
+            except BranchingError as error:  # one branch's trouble does not stop the sweep
+                outcome.values["errors"].append({"database": branch.database, "name": branch.name, "error": str(error)})
+                continue
+            if removed:
+                outcome.changed = True
+                outcome.actions.append(P.DELETE)
+                outcome.values["expired"].append({"database": branch.database, "name": branch.name,
+                                                  "expires_at": branch.expires_at})
+        return outcome
+
+    def _expire_one(self, database: str, name: str, outcome: Outcome) -> bool:
+        """Deletes one branch if, read again under its lock, its lease is still over: a run that renewed
+        it, or made it the default or protected, since the sweep began wins."""
+        with self.store.lock(database, shared=True), self.store.lock(f"{database}/{name}"):
+            record = self.store.branch(database, name)
+            if record is None or not record.expired(now()):
+                return False
+            if record.is_default or record.protected:
+                outcome.values["kept"].append({"database": database, "name": name,
+                                               "reason": "default" if record.is_default else "protected"})
+                return False
+            result = self.branches.apply(self._database(database), P.BranchRequest(database, name, state="absent"))
+            return result.changed
+
+    def _adopt(self, database: str) -> List[str]:
+        """Adopts what the host has of `database` and the store lacks, under the database's exclusive lock
+        (taken only when there is something to adopt, so branch runs stay parallel); refuses what is foreign."""
+        self.adoption.refuse_foreign(database)
+        if not self.adoption.needed(database):
+            return []
+        with self.store.lock(database):
+            return self.adoption.reconcile(database)
+
+    def _sweep(self, database: Optional[str]) -> List[str]:
+        """The database asked for, or every database under data_root this state_dir may adopt."""
+        if database is not None:
+            return [database]
+        return self.adoption.ours(self.site.manifests.database_names())
+
+    def _database(self, name: str) -> DatabaseRecord:
+        record = self.store.database(name)
+        if record is None:
+            raise InputError("database", f"database {name!r} does not exist; create it with baseful.branching.database")
+        return record

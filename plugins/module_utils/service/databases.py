@@ -1,0 +1,96 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to baseful.branching
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A database's lifecycle, planned like a branch's (plan.plan_database): create it with its production
+branch, or remove it whole. An existing database's production branch goes through the branch executor."""
+
+from __future__ import annotations
+
+import secrets
+from typing import List, Optional
+
+from ansible_collections.baseful.branching.plugins.module_utils import plan as P
+from ansible_collections.baseful.branching.plugins.module_utils.copy import Endpoint
+from ansible_collections.baseful.branching.plugins.module_utils.faults import injection_point
+from ansible_collections.baseful.branching.plugins.module_utils.model import (
+    CREATING,
+    PRODUCTION,
+    READY,
+    DatabaseRecord,
+    now,
+    timestamp,
+)
+from ansible_collections.baseful.branching.plugins.module_utils.secret import remove_secret, write_secret
+from ansible_collections.baseful.branching.plugins.module_utils.service.executor import BranchExecutor
+from ansible_collections.baseful.branching.plugins.module_utils.service.site import Outcome
+
+
+class DatabaseLifecycle:
+    def __init__(self, site, executor: BranchExecutor):
+        self.site = site
+        self.executor = executor
+
+    def apply(self, request: P.DatabaseRequest, password: Optional[str], source_url: Optional[str],
+              adopted: List[str]) -> Outcome:
+        site, name = self.site, request.name
+        record = site.store.database(name)
+        containers = len(site.runtime.labelled(name)) if request.state == "absent" and record is None else 0
+        plan = P.plan_database(request, record, site.store.branch(name, PRODUCTION) is not None, containers)
+        if request.state == "absent":
+            if not plan.actions:
+                return Outcome()
+            before = {"name": name, "branches": [b.name for b in site.store.branches(name)]}
+            if not site.check_mode:
+                self.purge(name)
+            return Outcome(True, adopted + plan.actions, before, {})
+        if P.CREATE_DATABASE not in plan.actions:
+            outcome = self.executor.apply(record, P.BranchRequest(name, PRODUCTION, state="present"))
+            outcome.values["database"] = self.executor.views.database(record)
+            return outcome.after_adoption(adopted)
+        outcome = Outcome(True, plan.actions, {}, plan.after)
+        if site.check_mode:
+            outcome.values["database"] = plan.after
+            return outcome
+        if P.CLEANUP in plan.actions:
+            self.purge(name)
+        record, branch, copy_result = self.create(request, password, source_url)
+        outcome.values["database"] = self.executor.views.database(record)
+        outcome.values["branch"] = self.executor.views.branch(record, branch)
+        if copy_result is not None:
+            outcome.values["copy_result"] = copy_result
+        return outcome
+
+    def create(self, request: P.DatabaseRequest, password: Optional[str], source_url: Optional[str]):
+        site, name = self.site, request.name
+        pg_major = site.runtime.postgres_major(request.image)
+        site.runtime.ensure_network(site.placement.network)
+        record = DatabaseRecord(name, request.image, pg_major, request.user, site.secret_file(name), timestamp(now()),
+                                status=CREATING)
+        # Written before anything else exists: a run that dies from here on leaves a 'creating' record naming
+        # every piece it made, and the next apply removes exactly those (and nothing under data_root it did not make).
+        write_secret(record.password_file, password or secrets.token_urlsafe(24))
+        site.store.add_database(record)
+        try:
+            source = Endpoint(url=source_url) if source_url else None
+            branch, copy_result = self.executor.create_branch(record, PRODUCTION, source, "all", "auto", port=None,
+                                                              ttl=None, is_default=True, protected=True)
+            site.store.set_database_status(name, READY)
+        except BaseException:
+            self.purge(name)  # this run's own half-made database: its records name every piece
+            raise
+        return site.store.database(name), branch, copy_result
+
+    def purge(self, name: str) -> None:
+        """Containers labelled for this database and state_dir, the data directories its branch records name,
+        the records, their manifests and the password file. Marked first: a run that dies half-way leaves a
+        database whose next apply, present or absent, finishes the removal."""
+        site = self.site
+        site.store.mark_database_deleting(name)
+        injection_point("database:marked")
+        self.executor.recovery.remove_labelled(name)
+        injection_point("database:containers")
+        for branch in site.store.branches(name):
+            site.storage.remove(branch.data_dir)
+        injection_point("database:data")
+        site.store.remove_database(name)
+        remove_secret(site.secret_file(name))

@@ -1,0 +1,214 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to baseful.branching
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A branch's lifecycle: observe it, plan it (plan.py), then run each planned action through the
+method of the same name. Check mode stops after the plan.
+
+A create writes its record ('creating') before anything else exists, so a failure or a crash leaves a
+record that names every piece to clean up, and only those pieces are ever removed."""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional, Tuple
+
+from ansible_collections.baseful.branching.plugins.module_utils import plan as P
+from ansible_collections.baseful.branching.plugins.module_utils.copy import Endpoint
+from ansible_collections.baseful.branching.plugins.module_utils.errors import InputError
+from ansible_collections.baseful.branching.plugins.module_utils.faults import injection_point
+from ansible_collections.baseful.branching.plugins.module_utils.model import (
+    CREATING,
+    DELETING,
+    RESETTING,
+    RUNNING,
+    STOPPED,
+    BranchRecord,
+    DatabaseRecord,
+    connection_host,
+    lease_end,
+    now,
+    timestamp,
+)
+from ansible_collections.baseful.branching.plugins.module_utils.runtime import container_name
+from ansible_collections.baseful.branching.plugins.module_utils.service.filler import Filler
+from ansible_collections.baseful.branching.plugins.module_utils.service.ports import Ports
+from ansible_collections.baseful.branching.plugins.module_utils.service.recovery import Recovery
+from ansible_collections.baseful.branching.plugins.module_utils.service.site import Outcome
+from ansible_collections.baseful.branching.plugins.module_utils.service.views import Views
+
+
+class Step:
+    """One planned action's inputs: the database, the request, the plan, and the record as it is now."""
+
+    def __init__(self, database: DatabaseRecord, request: P.BranchRequest, plan: P.Plan, record: Optional[BranchRecord]):
+        self.database, self.request, self.plan, self.record = database, request, plan, record
+        self.copy_result: Optional[dict] = None
+
+
+class BranchExecutor:
+    def __init__(self, site):
+        self.site = site
+        self.filler = Filler(site)
+        self.ports = Ports(site)
+        self.recovery = Recovery(site)
+        self.views = Views(site)
+        self.actions: Dict[str, Callable[[Step], Optional[BranchRecord]]] = {
+            P.CLEANUP: self.cleanup, P.CREATE: self.create, P.RESET: self.reset,
+            P.RECREATE_CONTAINER: self.recreate_container, P.START: self.start, P.STOP: self.stop,
+            P.SET_DEFAULT: self.set_default, P.SET_PROTECTED: self.set_protected, P.SET_TTL: self.set_ttl,
+            P.DELETE: self.delete,
+        }
+
+    def apply(self, database: DatabaseRecord, request: P.BranchRequest) -> Outcome:
+        site = self.site
+        store = site.store
+        if not site.check_mode:
+            self.recovery.dead_runs(database.name, request.name)
+        record = store.branch(database.name, request.name)
+        actual = self._observe(database.name, request.name, record)
+        records = store.branches(database.name)
+        names = [b.name for b in records if b.status in (RUNNING, STOPPED)]
+        plan = P.plan_branch(request, actual, store.default_branch(database.name), names, [b.name for b in records])
+        outcome = Outcome(plan.changed, list(plan.actions), plan.before, plan.after)
+        if site.check_mode:
+            if record is not None and request.state != "absent" and P.CREATE not in plan.actions:
+                outcome.values["branch"] = self.views.branch(database, record)
+            return outcome
+        step = Step(database, request, plan, record)
+        for action in plan.actions:
+            step.record = self.actions[action](step)
+        if step.copy_result is not None:
+            outcome.values["copy_result"] = step.copy_result
+        if step.record is not None and request.state != "absent":
+            outcome.values["branch"] = self.views.branch(database, self._renew_lease(step.record))
+        return outcome
+
+    # one method per planned action; each returns the record as it is afterwards (None once it is gone)
+
+    def cleanup(self, step: Step) -> None:
+        self.recovery.discard(step.database.name, step.request.name, step.record)
+
+    def create(self, step: Step) -> BranchRecord:
+        request, database = step.request, step.database
+        source = self.site.store.branch(database.name, step.plan.source)
+        record, step.copy_result = self.create_branch(
+            database, request.name, self.filler.source_endpoint(database, source), request.copy_mode or "all",
+            request.copy_method or "auto", port=request.port, ttl=request.ttl_seconds or None, is_default=False,
+            protected=bool(request.protected), parent=step.plan.source)
+        return record
+
+    def reset(self, step: Step) -> BranchRecord:
+        database, record, request, store = step.database, step.record, step.request, self.site.store
+        endpoint = self.filler.source_endpoint(database, store.branch(database.name, step.plan.source))
+        mode = request.copy_mode or record.copy_mode or "all"
+        method = self.filler.method(database, endpoint, mode, request.copy_method or record.copy_method or "auto")
+        port = request.port or record.port
+        if port != record.port:
+            self.ports.check_free(port, exclude=record)
+        store.update_branch(database.name, record.name, status=RESETTING, parent=step.plan.source,
+                            copy_mode=mode, copy_method=method.name, port=port)
+        record = store.branch(database.name, record.name)
+        injection_point("reset:marked")
+        try:
+            self.recovery.discard_contents(database.name, record)
+            step.copy_result = self.filler.fill(database, record, endpoint, mode, method)
+        except BaseException:
+            # The branch keeps its record (name, port, lease) as 'resetting': the next apply resets it again.
+            self.recovery.discard_contents(database.name, record)
+            raise
+        return store.branch(database.name, record.name)
+
+    def recreate_container(self, step: Step) -> BranchRecord:
+        database, record, runtime, store = step.database, step.record, self.site.runtime, self.site.store
+        port = step.request.port or record.port
+        if port != record.port:
+            self.ports.check_free(port, exclude=record)
+        runtime.remove(record.container_id or record.container_name)
+        running = step.plan.after["status"] == RUNNING or P.START in step.plan.actions
+        container_id = runtime.create_container(self.filler.spec(database, record, port), start=running)
+        store.update_branch(database.name, record.name, container_id=container_id, port=port,
+                            status=RUNNING if running else STOPPED)
+        if running:
+            runtime.wait_ready(container_id, database.user, database.name)
+        return store.branch(database.name, record.name)
+
+    def start(self, step: Step) -> BranchRecord:
+        database, record, runtime = step.database, step.record, self.site.runtime
+        container = record.container_id or record.container_name
+        runtime.start(container, record.port)
+        runtime.wait_ready(container, database.user, database.name)
+        return self._update(step, status=RUNNING)
+
+    def stop(self, step: Step) -> BranchRecord:
+        self.site.runtime.stop(step.record.container_id or step.record.container_name)
+        return self._update(step, status=STOPPED)
+
+    def set_default(self, step: Step) -> BranchRecord:
+        self.site.store.set_default(step.database.name, step.request.name)
+        return self.site.store.branch(step.database.name, step.request.name)
+
+    def set_protected(self, step: Step) -> BranchRecord:
+        return self._update(step, protected=int(step.request.protected))
+
+    def set_ttl(self, step: Step) -> BranchRecord:
+        # ttl: none (NO_LEASE) removes the lease; another ttl is renewed from now by _renew_lease.
+        return self._update(step, ttl_seconds=step.request.ttl_seconds or None, expires_at=None)
+
+    def delete(self, step: Step) -> None:
+        self.site.store.update_branch(step.database.name, step.request.name, status=DELETING)
+        injection_point("delete:marked")
+        self.recovery.discard(step.database.name, step.request.name, step.record)
+
+    # shared with the database's lifecycle
+
+    def create_branch(self, database: DatabaseRecord, name: str, source: Optional[Endpoint], mode: str,
+                      method_name: str, port: Optional[int], ttl: Optional[int], is_default: bool,
+                      protected: bool, parent: Optional[str] = None) -> Tuple[BranchRecord, Optional[dict]]:
+        """A new branch, filled from `source` (None: a fresh server); returns its record and the copy's result."""
+        site = self.site
+        method = self.filler.method(database, source, mode, method_name) if source is not None else None
+        data_dir = site.placement.data_dir(database.name, name)
+        if site.storage.exists(data_dir):
+            # No record and no manifest claims it (adoption would have): not ours to replace or remove.
+            raise InputError("name", f"data directory {data_dir} exists but no record or manifest makes it a branch of "
+                             f"database {database.name!r}; nothing was changed: move it away, or choose another name "
+                             "or data_root")
+        moment = now()
+        record = BranchRecord(
+            database=database.name, name=name, status=CREATING, is_default=is_default, protected=protected,
+            host=connection_host(site.placement.bind_address), port=0,
+            container_name=container_name(database.name, name), data_dir=data_dir, created_at=timestamp(moment),
+            parent=parent or ("external" if source is not None and not source.managed else None),
+            copy_mode=mode if source is not None else None, copy_method=method.name if method else None,
+            ttl_seconds=ttl, expires_at=lease_end(ttl, moment),
+        )
+        if port:
+            self.ports.check_free(port, exclude=None)
+        record = site.store.reserve_branch(record, [port] if port else self.ports.free())
+        try:
+            injection_point("create:reserved")
+            result = self.filler.fill(database, record, source, mode, method)
+        except BaseException:
+            self.recovery.discard(database.name, name, record)
+            raise
+        return site.store.branch(database.name, name), result
+
+    # helpers
+
+    def _update(self, step: Step, **values) -> BranchRecord:
+        self.site.store.update_branch(step.database.name, step.request.name, **values)
+        return self.site.store.branch(step.database.name, step.request.name)
+
+    def _observe(self, database: str, name: str, record: Optional[BranchRecord]) -> P.ActualBranch:
+        known = {record.container_id, record.container_name} if record else set()
+        strays = [c for c in self.site.runtime.labelled(database, name) if c.id not in known and c.name not in known]
+        if record is None:
+            return P.ActualBranch(None, stray_containers=len(strays))
+        status = self.site.runtime.status(record.container_id or record.container_name)
+        return P.ActualBranch(record, status, self.site.storage.is_data_dir(record.data_dir), len(strays))
+
+    def _renew_lease(self, record: BranchRecord) -> BranchRecord:
+        """Applying a branch with a lease renews it; bookkeeping, so it does not count as a change."""
+        if record.ttl_seconds:
+            self.site.store.update_branch(record.database, record.name, expires_at=lease_end(record.ttl_seconds, now()))
+            return self.site.store.branch(record.database, record.name)
+        return record

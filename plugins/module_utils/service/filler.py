@@ -1,0 +1,117 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to baseful.branching
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filling a branch: the copy method that serves the request, then data directory, copy and container
+in the order that method needs. Returns the copy's result; the caller records it."""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from typing import Optional
+
+from ansible_collections.baseful.branching.plugins.module_utils.copy import CopyJob, Endpoint, choose_method, method_for
+from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
+from ansible_collections.baseful.branching.plugins.module_utils.faults import injection_point
+from ansible_collections.baseful.branching.plugins.module_utils.model import (
+    RUNNING,
+    STOPPED,
+    BranchRecord,
+    DatabaseRecord,
+    connection_host,
+)
+from ansible_collections.baseful.branching.plugins.module_utils.runtime import ContainerSpec, copy_slot
+
+NO_SPACE = "No space left on device"  # strerror(ENOSPC), as cp, pg_basebackup, PostgreSQL and Python report it
+
+
+class Filler:
+    def __init__(self, site):
+        self.site = site
+
+    def source_endpoint(self, database: DatabaseRecord, source: BranchRecord) -> Endpoint:
+        container = source.container_id or source.container_name
+        status = self.site.runtime.status(container)
+        if status not in (RUNNING, STOPPED):
+            raise InputError("source", f"branch {source.name!r} of database {database.name!r} is {status}; "
+                             "repair it first (state: started)")
+        return Endpoint(conninfo=self.conninfo(database, source.port, database.name), container=container,
+                        data_dir=source.data_dir, pg_major=database.pg_major, running=status == RUNNING,
+                        branch=source.name)
+
+    def method(self, database: DatabaseRecord, source: Endpoint, mode: str, requested: str):
+        """The method that serves this copy; refuses one that cannot, before anything is made."""
+        same_major, external = source.pg_major in (None, database.pg_major), not source.managed
+        # The reflink probe writes two temporary files: only worth it where a snapshot could serve.
+        copy_on_write = mode == "all" and same_major and not external \
+            and self.site.storage.reflink_supported(self.site.placement.data_root)
+        method = method_for(choose_method(requested, mode, same_major, external, copy_on_write))
+        if method.needs_running_source and not source.running:
+            raise InputError("source", f"branch {source.branch!r} of database {database.name!r} is stopped; "
+                             f"a {method.name} copy reads from a running server: start it first (state: started)")
+        return method
+
+    def fill(self, database: DatabaseRecord, record: BranchRecord, source: Optional[Endpoint], mode: str,
+             method) -> Optional[dict]:
+        """Data directory, copy and container in the order the method needs; then the record says 'running'.
+        Snapshot and physical fill the data directory before the server starts (it then recovers);
+        dump restores into a freshly initialised, running server. Returns the copy's result, if one ran."""
+        site = self.site
+        started = time.monotonic()
+        free_before = site.storage.free_bytes(site.placement.data_root)
+        container_id = None
+        result = None
+        try:
+            site.storage.make_data_dir(record.data_dir)
+            injection_point("fill:data_dir")
+            job = None
+            if method is not None:
+                job = CopyJob(database.name, record.name, mode, database.image, database.pg_major, database.user,
+                              database.name, database.password_file, source,
+                              Endpoint(conninfo=self.conninfo(database, record.port, dbname=None),
+                                       data_dir=record.data_dir, pg_major=database.pg_major))
+            if job is not None and method.fills_data_dir:
+                result = self._run(method, job)
+                injection_point("fill:copied")
+            container_id = site.runtime.create_container(self.spec(database, record, record.port))
+            site.store.update_branch(database.name, record.name, container_id=container_id)
+            injection_point("fill:container")
+            site.runtime.wait_ready(container_id, database.user, database.name)
+            if job is not None and not method.fills_data_dir:
+                result = self._run(method, job)
+            injection_point("fill:ready")
+        except (BranchingError, OSError) as error:
+            # A server that hits a full disk stops (a PANIC on WAL), and its client only sees the
+            # connection drop: the branch's own log says why.
+            if NO_SPACE not in str(error) and NO_SPACE not in self._log_tail_or_nothing(container_id):
+                raise
+            free = f"{free_before / 2**20:.0f} MiB were free when it began" if free_before is not None else "it was full"
+            raise InputError("data_root", f"{site.placement.data_root} ran out of space while branch {record.name!r} "
+                             f"was being copied ({free}); free space there or choose another data_root") from error
+        if result is not None:
+            result["ready_seconds"] = round(time.monotonic() - started, 3)
+        site.store.update_branch(database.name, record.name, status=RUNNING)
+        return result
+
+    def _run(self, method, job: CopyJob) -> dict:
+        limited = method.copies_per_source and job.source.managed and job.source.running
+        with self.site.store.slot(copy_slot(job.database, job.source.branch, method.name), method.copies_per_source) \
+                if limited else nullcontext():
+            return method.run(job, self.site.runtime, self.site.storage).as_dict()
+
+    def spec(self, database: DatabaseRecord, record: BranchRecord, port: int) -> ContainerSpec:
+        placement = self.site.placement
+        return ContainerSpec(name=record.container_name, image=database.image, database=database.name,
+                             branch=record.name, bind_address=placement.bind_address, port=port,
+                             data_dir=record.data_dir, password_file=database.password_file, user=database.user,
+                             dbname=database.name, network=placement.network)
+
+    def conninfo(self, database: DatabaseRecord, port: int, dbname: Optional[str]) -> str:
+        conninfo = f"host={connection_host(self.site.placement.bind_address)} port={port} user={database.user}"
+        return f"{conninfo} dbname={dbname}" if dbname else conninfo
+
+    def _log_tail_or_nothing(self, container_id: Optional[str]) -> str:
+        try:
+            return self.site.runtime.log_tail(container_id)
+        except Exception:  # noqa: BLE001 -- only a hint; the error being handled must not be replaced
+            return ""

@@ -1,0 +1,45 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to baseful.branching
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Port allocation: ports of port_range that no record holds and no other process has bound. The
+store's UNIQUE(port) makes the final choice race-free (Store.reserve_branch)."""
+
+from __future__ import annotations
+
+import socket
+from typing import Iterable, Optional
+
+from ansible_collections.baseful.branching.plugins.module_utils.errors import InputError
+from ansible_collections.baseful.branching.plugins.module_utils.model import BranchRecord
+
+
+class Ports:
+    def __init__(self, site):
+        self.site = site
+
+    def free(self) -> Iterable[int]:
+        used = set(self.site.store.used_ports())
+        placement = self.site.placement
+        return (p for p in placement.port_range if p not in used and port_free(placement.bind_address, p))
+
+    def check_free(self, port: int, exclude: Optional[BranchRecord]) -> None:
+        """Refuses a port another record holds (not `exclude`'s) or another process has bound."""
+        holders = [b for b in self.site.store.branches() if b.port == port
+                   and (exclude is None or (b.database, b.name) != (exclude.database, exclude.name))]
+        if holders:
+            raise InputError("port", f"{port} is already used by branch {holders[0].name!r} of database "
+                             f"{holders[0].database!r}")
+        address = self.site.placement.bind_address
+        if not port_free(address, port):
+            raise InputError("port", f"{port} is already taken on {address} by another process")
+
+
+def port_free(address: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError:
+            return False
+    return True
