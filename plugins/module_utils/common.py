@@ -20,11 +20,10 @@ from ansible_collections.baseful.branching.plugins.module_utils.model import (
     validate_docker_options,
     validate_network,
 )
-from ansible_collections.baseful.branching.plugins.module_utils.runtime.docker import (
+from ansible_collections.baseful.branching.plugins.module_utils.runtime.connection import (
     DOCKER_IMPORT_ERROR,
     HAS_DOCKER,
     DockerConnection,
-    DockerRuntime,
 )
 
 DOCKER_OPTIONS = ("docker_host", "api_version", "timeout", "tls", "validate_certs", "ca_path", "client_cert",
@@ -59,6 +58,7 @@ def run(module, operation, read_only: bool = False) -> None:
     """Builds the service from the module's options, runs `operation(service)` and exits."""
     if not HAS_DOCKER:
         module.fail_json(msg=missing_required_lib("docker (Docker SDK for Python)"), exception=str(DOCKER_IMPORT_ERROR))
+    from ansible_collections.baseful.branching.plugins.module_utils.runtime.docker import DockerRuntime
     from ansible_collections.baseful.branching.plugins.module_utils.service import Placement, Service
 
     params = module.params

@@ -33,11 +33,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.runtime import (
     Pause,
     container_name,
 )
-from ansible_collections.baseful.branching.plugins.module_utils.runtime.connection import (  # noqa: F401 -- re-exported
-    DOCKER_IMPORT_ERROR,
-    HAS_DOCKER,
-    DockerConnection,
-)
+from ansible_collections.baseful.branching.plugins.module_utils.runtime.connection import DockerConnection
 
 try:
     from docker.errors import APIError, DockerException, ImageNotFound, NotFound
