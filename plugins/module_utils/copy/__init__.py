@@ -10,7 +10,6 @@ physical) or restores into a running, freshly initialised server (dump). `choose
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import import_module
 from typing import Dict, List, Optional
 
 from ansible_collections.baseful.branching.plugins.module_utils.errors import InputError
@@ -59,12 +58,6 @@ class CopyResult:
         return dict({"method": self.method, "seconds": round(self.seconds, 3), "bytes": self.bytes}, **self.extra)
 
 
-# The registry: every method, fastest first. Each names its file copy/<name>.py, whose METHOD says what it
-# serves (`serves`), how it fills a branch (`fills_data_dir`, `needs_running_source`, `copies_per_source`) and
-# runs it (`run(job, runtime, storage)`). Adding a method is its file plus its name here.
-REGISTRY = ("snapshot", "physical", "dump")
-
-
 @dataclass(frozen=True)
 class Situation:
     """What decides which methods can serve a copy."""
@@ -75,20 +68,31 @@ class Situation:
     copy_on_write: bool
 
 
+def methods() -> tuple:
+    """The registry: every copy method, fastest first. Each is its file copy/<name>.py, whose METHOD says what it
+    serves (`serves`), how it fills a branch (`fills_data_dir`, `needs_running_source`, `copies_per_source`)
+    and runs it (`run(job, runtime, storage)`); adding a method is its file plus its name in the two lines
+    below. The imports are static, because Ansible ships to the managed host only the module_utils it sees
+    imported, and late, because the methods import this module."""
+    from ansible_collections.baseful.branching.plugins.module_utils.copy import dump, physical, snapshot
+    return (snapshot.METHOD, physical.METHOD, dump.METHOD)
+
+
+def method_names() -> List[str]:
+    return [method.name for method in methods()]
+
+
 def method_for(name: str):
-    return import_module(f"{__name__}.{name}").METHOD
+    return next(method for method in methods() if method.name == name)
 
 
 def _serving(situation: Situation) -> List[str]:
-    return [name for name in REGISTRY if method_for(name).serves(situation)]
-
-
-IMPLEMENTED = REGISTRY  # kept for readers of 0.1.0's name
+    return [method.name for method in methods() if method.serves(situation)]
 
 
 def check_request(mode: Optional[str], requested: Optional[str]) -> None:
     """Refuses up front, whatever the source, a method that cannot serve the copy mode."""
-    if requested in REGISTRY and mode is not None and not method_for(requested).serves(Situation(mode, True, False, True)):
+    if requested in method_names() and mode is not None and not method_for(requested).serves(Situation(mode, True, False, True)):
         raise InputError("copy_method", f"{requested!r} cannot serve this copy ({_why_not(requested, mode, True, False, True)}); "
                          f"use one of: auto, {', '.join(_serving(Situation(mode, True, False, True)))}")
 

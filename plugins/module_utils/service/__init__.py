@@ -22,6 +22,7 @@ from ansible_collections.baseful.branching.plugins.module_utils import plan as P
 from ansible_collections.baseful.branching.plugins.module_utils.copy import check_request
 from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
+    READY,
     DatabaseRecord,
     now,
     validate_image,
@@ -73,8 +74,9 @@ class Service:
         with self.store.lock(name):
             adopted = self.adoption.reconcile(name, password, unmanifested=state == "present")
             record = self.store.database(name)
-            differs = password is not None and not adopted and record is not None \
-                and password != self.branches.views.password(record)
+            # Compared only where it decides something: an existing, ready database being applied present.
+            differs = state == "present" and password is not None and not adopted and record is not None \
+                and record.status == READY and password != self.branches.views.password(record)
             request = P.DatabaseRequest(name, state, image, user, password_differs=differs)
             return self.databases.apply(request, password, source_url, adopted)
 

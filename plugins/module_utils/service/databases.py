@@ -54,10 +54,10 @@ class DatabaseLifecycle:
         if P.CLEANUP in plan.actions:
             self.purge(name)
         record, branch, copy_result = self.create(request, password, source_url)
-        outcome.values["database"] = self.executor.views.database(record)
-        outcome.values["branch"] = self.executor.views.branch(record, branch)
         if copy_result is not None:
             outcome.values["copy_result"] = copy_result
+        outcome.values["database"] = self.executor.views.database(record)
+        outcome.values["branch"] = self.executor.views.branch(record, branch)
         return outcome
 
     def create(self, request: P.DatabaseRequest, password: Optional[str], source_url: Optional[str]):
