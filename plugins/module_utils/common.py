@@ -20,36 +20,22 @@ from ansible_collections.baseful.branching.plugins.module_utils.model import (
     validate_docker_options,
     validate_network,
 )
+from ansible_collections.baseful.branching.plugins.module_utils.options import DOCKER_OPTIONS, PLACEMENT_OPTIONS
 from ansible_collections.baseful.branching.plugins.module_utils.runtime.connection import (
     DOCKER_IMPORT_ERROR,
     HAS_DOCKER,
     DockerConnection,
 )
 
-DOCKER_OPTIONS = ("docker_host", "api_version", "timeout", "tls", "validate_certs", "ca_path", "client_cert",
-                  "client_key")
-
 
 def shared_argument_spec(**module_options) -> dict:
-    """Placement and connection options (doc fragment baseful.branching.placement) plus the module's own."""
-    spec = dict(
-        state_dir=dict(type="path", default="/var/lib/baseful"),
-        data_root=dict(type="path"),
-        network=dict(type="str", default="baseful"),
-        bind_address=dict(type="str", default="127.0.0.1"),
-        port_range=dict(type="str", default="54320-54999"),
-        docker_host=dict(type="str", default="unix:///var/run/docker.sock", aliases=["docker_url"],
-                         fallback=(env_fallback, ["DOCKER_HOST"])),
-        api_version=dict(type="str", default="auto", aliases=["docker_api_version"],
-                         fallback=(env_fallback, ["DOCKER_API_VERSION"])),
-        timeout=dict(type="int", default=60, fallback=(env_fallback, ["DOCKER_TIMEOUT"])),
-        tls=dict(type="bool", default=False, fallback=(env_fallback, ["DOCKER_TLS"])),
-        validate_certs=dict(type="bool", default=False, aliases=["tls_verify"],
-                            fallback=(env_fallback, ["DOCKER_TLS_VERIFY"])),
-        ca_path=dict(type="path", aliases=["ca_cert", "tls_ca_cert", "cacert_path"]),
-        client_cert=dict(type="path", aliases=["tls_client_cert", "cert_path"]),
-        client_key=dict(type="path", aliases=["tls_client_key", "key_path"]),
-    )
+    """Placement and connection options (PLACEMENT_OPTIONS, also the doc fragment baseful.branching.placement)
+    plus the module's own."""
+    spec = {}
+    for name, option in PLACEMENT_OPTIONS.items():
+        spec[name] = {key: option[key] for key in ("type", "default", "aliases") if key in option}
+        if "env" in option:
+            spec[name]["fallback"] = (env_fallback, [option["env"]])
     spec.update(module_options)
     return spec
 

@@ -272,21 +272,24 @@ from ansible_collections.baseful.branching.plugins.module_utils.model import (
 )
 from ansible_collections.baseful.branching.plugins.module_utils.plan import BranchRequest
 
+# The module's options; a unit test holds DOCUMENTATION to them.
+ARGUMENT_SPEC = shared_argument_spec(
+    database=dict(type="str", required=True),
+    name=dict(type="str", required=True),
+    state=dict(type="str", choices=list(BRANCH_STATES), default="present"),
+    source=dict(type="str"),
+    copy=dict(type="str", choices=list(COPY_MODES)),
+    copy_method=dict(type="str", choices=list(COPY_METHODS)),
+    ttl=dict(type="str"),
+    port=dict(type="int"),
+    protected=dict(type="bool"),
+    reset=dict(type="bool", default=False),
+)
+
 
 def main():
     module = AnsibleModule(
-        argument_spec=shared_argument_spec(
-            database=dict(type="str", required=True),
-            name=dict(type="str", required=True),
-            state=dict(type="str", choices=list(BRANCH_STATES), default="present"),
-            source=dict(type="str"),
-            copy=dict(type="str", choices=list(COPY_MODES)),
-            copy_method=dict(type="str", choices=list(COPY_METHODS)),
-            ttl=dict(type="str"),
-            port=dict(type="int"),
-            protected=dict(type="bool"),
-            reset=dict(type="bool", default=False),
-        ),
+        argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
     )
     p = module.params

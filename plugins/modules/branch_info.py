@@ -67,13 +67,16 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.baseful.branching.plugins.module_utils.common import run, shared_argument_spec
 
+# The module's options; a unit test holds DOCUMENTATION to them.
+ARGUMENT_SPEC = shared_argument_spec(
+    database=dict(type="str"),
+    name=dict(type="str"),
+)
+
 
 def main():
     module = AnsibleModule(
-        argument_spec=shared_argument_spec(
-            database=dict(type="str"),
-            name=dict(type="str"),
-        ),
+        argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
     )
     p = module.params

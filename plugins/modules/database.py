@@ -132,17 +132,20 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.baseful.branching.plugins.module_utils.common import run, shared_argument_spec
 
+# The module's options; a unit test holds DOCUMENTATION to them.
+ARGUMENT_SPEC = shared_argument_spec(
+    name=dict(type="str", required=True),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+    image=dict(type="str", default="postgres:18"),
+    user=dict(type="str", default="postgres"),
+    password=dict(type="str", no_log=True),
+    source_url=dict(type="str", no_log=True),
+)
+
 
 def main():
     module = AnsibleModule(
-        argument_spec=shared_argument_spec(
-            name=dict(type="str", required=True),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-            image=dict(type="str", default="postgres:18"),
-            user=dict(type="str", default="postgres"),
-            password=dict(type="str", no_log=True),
-            source_url=dict(type="str", no_log=True),
-        ),
+        argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
     )
     p = module.params

@@ -1,0 +1,74 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to baseful.branching
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The options every module shares, declared once: the argument spec (common.shared_argument_spec) and
+the documentation (doc fragment baseful.branching.placement) are both made from PLACEMENT_OPTIONS.
+`env` names the environment variable a value falls back to, as community.docker's modules do."""
+
+from __future__ import annotations
+
+PLACEMENT_OPTIONS = {
+    "state_dir": {
+        "description": [
+            "Directory holding the metadata file C(state.db), the per-database password files and the locks.",
+            "Created with mode C(0700); the metadata file and the secrets are C(0600).",
+            "Must be an absolute path outside C(/proc), C(/sys) and C(/dev).",
+        ],
+        "type": "path", "default": "/var/lib/baseful"},
+    "data_root": {
+        "description": [
+            "Directory under which each branch's data directory C(<data_root>/<database>/<branch>) lives, and each "
+            "database's manifests C(<data_root>/<database>/.baseful/) from which lost metadata is rebuilt.",
+            "Defaults to C(<state_dir>/data). Must be an absolute path outside C(/proc), C(/sys) and C(/dev).",
+        ],
+        "type": "path"},
+    "network": {
+        "description": ["Docker network the branch containers join. Created if missing."],
+        "type": "str", "default": "baseful"},
+    "bind_address": {
+        "description": [
+            "Host address the branch ports are published on, one of this host's own addresses.",
+            "Use C(0.0.0.0) only when other hosts must reach the branches.",
+        ],
+        "type": "str", "default": "127.0.0.1"},
+    "port_range": {
+        "description": ["Host ports branches are given from, as C(LOW-HIGH). Ports held by other processes are skipped."],
+        "type": "str", "default": "54320-54999"},
+    "docker_host": {
+        "description": [
+            "URL or Unix socket path of the Docker daemon, as in community.docker's modules.",
+            "If not given, the environment variable E(DOCKER_HOST) is used, else the default.",
+        ],
+        "type": "str", "default": "unix:///var/run/docker.sock", "aliases": ["docker_url"], "env": "DOCKER_HOST"},
+    "api_version": {
+        "description": ["Docker API version to use; V(auto) negotiates it. Environment variable E(DOCKER_API_VERSION)."],
+        "type": "str", "default": "auto", "aliases": ["docker_api_version"], "env": "DOCKER_API_VERSION"},
+    "timeout": {
+        "description": ["Seconds to wait for a response from the Docker API, 1 to 86400. Environment variable "
+                        "E(DOCKER_TIMEOUT)."],
+        "type": "int", "default": 60, "env": "DOCKER_TIMEOUT"},
+    "tls": {
+        "description": ["Connect to the Docker daemon over TLS without verifying its certificate. Environment "
+                        "variable E(DOCKER_TLS)."],
+        "type": "bool", "default": False, "env": "DOCKER_TLS"},
+    "validate_certs": {
+        "description": ["Connect over TLS and verify the daemon's certificate. Environment variable E(DOCKER_TLS_VERIFY)."],
+        "type": "bool", "default": False, "aliases": ["tls_verify"], "env": "DOCKER_TLS_VERIFY"},
+    "ca_path": {
+        "description": ["CA certificate used to verify the Docker daemon."],
+        "type": "path", "aliases": ["ca_cert", "tls_ca_cert", "cacert_path"]},
+    "client_cert": {
+        "description": ["Client certificate for TLS to the Docker daemon."],
+        "type": "path", "aliases": ["tls_client_cert", "cert_path"]},
+    "client_key": {
+        "description": ["Client key for TLS to the Docker daemon."],
+        "type": "path", "aliases": ["tls_client_key", "key_path"]},
+}
+
+DOCKER_OPTIONS = ("docker_host", "api_version", "timeout", "tls", "validate_certs", "ca_path", "client_cert",
+                  "client_key")
+
+
+def documented(options: dict) -> dict:
+    """The options as a module's DOCUMENTATION has them (no `env`: it is said in the description)."""
+    return {name: {key: value for key, value in option.items() if key != "env"} for name, option in options.items()}
