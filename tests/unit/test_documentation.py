@@ -40,6 +40,11 @@ def test_documentation_matches_the_argument_spec(name):
         assert documented[option].get("description"), f"{name}: {option} has no description"
 
 
+def test_the_fragment_file_is_generated_from_the_shared_declaration():
+    from fragment import FRAGMENT, fragment_text
+    assert FRAGMENT.read_text() == fragment_text(), "run python3 tests/unit/fragment.py"
+
+
 def test_the_fragment_is_the_shared_declaration():
     assert list(FRAGMENT_OPTIONS) == list(PLACEMENT_OPTIONS)
     for option, declared in PLACEMENT_OPTIONS.items():
