@@ -1,9 +1,17 @@
 # The two commands a new user runs on a fresh machine with Docker: `make demo` and `make test`.
-# Each installs what it needs first (Python packages, debootstrap where no registry serves
-# postgres images, the collection itself), so nothing else has to be set up by hand.
+# Each installs what it needs first (its own virtual environment .venv with the Python packages,
+# debootstrap where no registry serves postgres images, the collection itself), so nothing else has
+# to be set up by hand, and a system Python that is externally managed (PEP 668) is never pip-installed into.
 
 SHELL := /bin/bash
-PYTHON ?= python3
+SYSTEM_PYTHON ?= python3
+VENV ?= .venv
+VENV_BIN := $(abspath $(VENV))/bin
+PYTHON := $(VENV_BIN)/python
+# Every tool the targets run (ansible-playbook, ansible-galaxy, ansible-test, ansible-lint, molecule, pytest,
+# ruff) is the virtual environment's, and so is the Python the tests hand to Ansible for the modules.
+export PATH := $(VENV_BIN):$(PATH)
+export VIRTUAL_ENV := $(abspath $(VENV))
 VERSION := $(shell sed -n 's/^version: *//p' galaxy.yml)
 TARBALL := build/baseful-branching-$(VERSION).tar.gz
 COLLECTIONS_PATH ?= $(HOME)/.ansible/collections
@@ -15,9 +23,15 @@ IMAGES = BASEFUL_IMAGE_17=$$(cat build/image-17) BASEFUL_IMAGE_15=$$(cat build/i
 
 .PHONY: demo test deps images install unit integration reliability lint sanity molecule bench clean
 
-deps:
+# Debian and Ubuntu ship the venv module apart (python3-venv); it is installed where it is missing.
+$(PYTHON):
+	@$(SYSTEM_PYTHON) -m venv $(VENV) 2>/dev/null || { rm -rf $(VENV); apt-get update -qq \
+		&& apt-get install -y -qq python3-venv >/dev/null && $(SYSTEM_PYTHON) -m venv $(VENV); }
+	@$(PYTHON) -m pip install -q --upgrade pip
+
+deps: $(PYTHON)
 	@$(PYTHON) -c "import ansible, docker, psycopg, pytest, hypothesis" 2>/dev/null \
-		&& command -v ansible-lint molecule >/dev/null \
+		&& [ -x $(VENV_BIN)/ansible-lint ] && [ -x $(VENV_BIN)/molecule ] \
 		|| $(PYTHON) -m pip install -q -r requirements-test.txt
 	@# debootstrap builds the test images; xfsprogs and btrfs-progs make the reflink filesystems of the
 	@# snapshot tests and the benchmark; cron provides crontab for the expiry role.
@@ -81,4 +95,4 @@ bench: images install
 	$(PYTHON) benchmarks/bench.py --image $$(cat build/image-17) $(if $(BENCH_SIZES),--sizes $(BENCH_SIZES))
 
 clean:
-	rm -rf build
+	rm -rf build $(VENV)
