@@ -42,6 +42,10 @@ class Manifests:
     def database_dir(self, database: str) -> str:
         return os.path.join(self.data_root, database)
 
+    def data_dir(self, database: str, branch: str) -> str:
+        """Where a branch's data directory is, beside its manifest."""
+        return os.path.join(self.data_root, database, branch)
+
     def _dir(self, database: str) -> str:
         return os.path.join(self.data_root, database, MANIFEST_DIR)
 
@@ -145,9 +149,18 @@ def _write(path: str, values: dict) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+        _fsync_dir(directory)  # the rename itself survives a power loss
     except BaseException:
         _remove_file(temporary)
         raise
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _remove_file(path: str) -> None:

@@ -14,12 +14,19 @@ import os
 import sqlite3
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from typing import Iterable, Iterator, List, Optional, Protocol
 
 from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
 from ansible_collections.baseful.branching.plugins.module_utils.locks import Locks
-from ansible_collections.baseful.branching.plugins.module_utils.model import DELETING, BranchRecord, DatabaseRecord
+from ansible_collections.baseful.branching.plugins.module_utils.model import (
+    DELETING,
+    READY,
+    RUNNING,
+    STOPPED,
+    BranchRecord,
+    DatabaseRecord,
+)
 
 
 class Mirror(Protocol):
@@ -94,6 +101,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 BUSY_TIMEOUT_SECONDS = 60
 _BRANCH_COLUMNS = [f.name for f in fields(BranchRecord)]
 _DATABASE_COLUMNS = [f.name for f in fields(DatabaseRecord)]
+_SETTLED = (RUNNING, STOPPED)  # branch statuses that end work in progress
 
 
 def check_version(connection: sqlite3.Connection) -> int:
@@ -230,6 +238,8 @@ class Store:
         self._database_changed(record.name)
 
     def set_database_status(self, name: str, status: str) -> None:
+        if status == READY and self.mirror is not None:
+            self._database_changed(name, status=status)  # ahead of the commit too: see _branch_changed
         with self.transaction() as db:
             db.execute("UPDATE databases SET status = ? WHERE name = ?", (status, name))
         self._database_changed(name)
@@ -282,6 +292,8 @@ class Store:
         self._branch_changed(record.database, record.name)
 
     def update_branch(self, database: str, name: str, **values) -> None:
+        if values.get("status") in _SETTLED and self.mirror is not None:
+            self._branch_changed(database, name, **values)  # ahead of the commit too: see _branch_changed
         assignments = ", ".join(f"{column} = :{column}" for column in values)
         with self.transaction() as db:
             db.execute(f"UPDATE branches SET {assignments} WHERE database = :_db AND name = :_name",
@@ -315,17 +327,23 @@ class Store:
         if self.mirror is not None:
             self.mirror.branch_removed(database, name)
 
-    def _branch_changed(self, database: str, name: str) -> None:
+    # The mirror is told after each commit; a change that settles a record (work in progress done: running,
+    # stopped, ready) is told before its commit as well. A process killed between the two then leaves the
+    # manifest a step ahead (settled) rather than behind (still 'creating'), and a manifest that says
+    # 'creating' is only ever one whose work truly did not finish: adopting it may remove what it names,
+    # adopting a settled one never does.
+
+    def _branch_changed(self, database: str, name: str, **ahead) -> None:
         if self.mirror is not None:
             record = self.branch(database, name)
             if record is not None:
-                self.mirror.branch_changed(record)
+                self.mirror.branch_changed(replace(record, **ahead) if ahead else record)
 
-    def _database_changed(self, name: str) -> None:
+    def _database_changed(self, name: str, **ahead) -> None:
         if self.mirror is not None:
             record = self.database(name)
             if record is not None:
-                self.mirror.database_changed(record, self.store_id)
+                self.mirror.database_changed(replace(record, **ahead) if ahead else record, self.store_id)
 
     def integrity(self) -> str:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0]

@@ -222,7 +222,7 @@ def test_a_branch_a_live_run_holds_is_not_adopted(host):
     _write(os.path.join(host.data_root, "inventory", ".baseful", "branches", "dev.json"),
            {"format": 1, "kind": "branch", "database": "inventory", "name": "dev", "status": "deleting",
             "is_default": False, "protected": False, "host": "127.0.0.1", "port": 54321,
-            "container_name": "c", "data_dir": "/d", "created_at": "t"})
+            "container_name": "c", "data_dir": os.path.join(host.data_root, "inventory", "dev"), "created_at": "t"})
     with adopt.store.lock("inventory/dev"):
         assert adopt.reconcile("inventory") == []
     assert adopt.reconcile("inventory") == [ADOPT]  # once no run holds it, it is a record to rebuild
@@ -237,3 +237,68 @@ def test_with_every_branch_stopped_the_root_is_started_to_check_the_password(hos
     adoption(host).reconcile("inventory", password="given")
     assert host.runtime.started == host.runtime.stopped == ["id-production"] and host.runtime.resets == []
     assert all(c.status == "stopped" for c in host.runtime.containers.values())
+
+
+def test_a_copy_of_a_database_directory_is_refused_not_adopted(host):
+    shutil.copytree(os.path.join(host.data_root, "inventory"), os.path.join(host.data_root, "backup_inventory"))
+    shutil.rmtree(host.state_dir)
+    adopt = adoption(host)
+    with pytest.raises(InputError, match=r"^data_root: .*backup_inventory holds the manifest of database 'inventory'"):
+        adopt.reconcile("backup_inventory")
+    assert adopt.ours(["backup_inventory", "inventory"]) == ["inventory"]
+    assert adopt.store.database("backup_inventory") is None
+
+
+def test_a_branch_manifest_that_describes_other_data_is_refused(host):
+    record = Store(host.state_dir, read_only=True).branch("inventory", "dev")
+    elsewhere = BranchRecord(**dict(vars(record), name="stray", data_dir="/somewhere/else"))
+    Manifests(host.data_root, host.state_dir).branch_changed(elsewhere)
+    with pytest.raises(InputError, match=r"^data_root: the manifest of branch 'stray' .* a copy"):
+        adoption(host).reconcile("inventory")
+
+
+def test_an_older_store_naming_another_incarnation_of_a_branch_is_refused(host):
+    old = host.tmp / "old-state"
+    shutil.copytree(host.state_dir, old)
+    current = adoption(host)
+    current.store.remove_branch("inventory", "dev")  # dev deleted, then made again
+    again = BranchRecord("inventory", "dev", "running", False, False, "127.0.0.1", 54325, "baseful-inventory-dev-new",
+                         os.path.join(host.data_root, "inventory", "dev"), "2026-02-01T00:00:00+00:00", container_id="id-new")
+    current.store.insert_branch(again)
+    current.store.close()
+    shutil.rmtree(host.state_dir)
+    shutil.copytree(old, host.state_dir)
+    adopt = adoption(host)
+    assert adopt.needed("inventory")
+    with pytest.raises(BranchingError, match=r"^state_dir: the record of branch 'dev' .* state.db is an older copy"):
+        adopt.reconcile("inventory")
+
+
+def test_within_one_incarnation_the_stricter_of_store_and_host_wins(host):
+    first = adoption(host)
+    first.store.update_branch("inventory", "qa", expires_at="2026-01-02T00:00:00+00:00")  # the old lease
+    first.store.close()
+    old = host.tmp / "old-state"
+    shutil.copytree(host.state_dir, old)
+    current = adoption(host)
+    current.store.update_branch("inventory", "dev", protected=1)
+    current.store.update_branch("inventory", "qa", expires_at="2099-01-01T00:00:00+00:00")
+    current.store.close()
+    shutil.rmtree(host.state_dir)
+    shutil.copytree(old, host.state_dir)
+    adopt = adoption(host)
+    assert adopt.needed("inventory")
+    assert adopt.reconcile("inventory") == []  # nothing adopted: records corrected
+    assert adopt.store.branch("inventory", "dev").protected
+    assert adopt.store.branch("inventory", "qa").expires_at == "2099-01-01T00:00:00+00:00"
+    assert not adopt.needed("inventory")
+
+
+def test_a_store_the_manifests_do_not_name_claims_them(host):
+    moved = str(host.tmp / "moved-state")
+    shutil.move(host.state_dir, moved)
+    adopt = adoption(host, state_dir=moved)
+    assert adopt.needed("inventory")
+    assert adopt.reconcile("inventory") == []
+    assert adopt.manifests.database("inventory").state_dir == os.path.realpath(moved)
+    assert not adopt.needed("inventory")

@@ -162,3 +162,22 @@ def test_a_port_given_that_another_branch_holds_is_refused(host):
     with pytest.raises(InputError, match="^port: 54320 is already used by branch 'production'"):
         apply(host, name="dev", port=54320)
     assert records(host) == [("production", "running", 54320, 1)]
+
+
+def test_a_copied_state_dir_on_the_same_data_root_expires_nothing_of_the_original(host):
+    """A copy Y of state_dir X holds X's records; X still lives, so Y's sweep must leave X's branches alone."""
+    import shutil
+    from datetime import timedelta
+    from ansible_collections.baseful.branching.plugins.module_utils.model import now, timestamp
+    make_database(host)
+    apply(host, name="dev", ttl_seconds=60)
+    copy = host["tmp"] / "copied-state"
+    shutil.copytree(host["placement"].state_dir, copy)
+    other = dict(host, placement=Placement(str(copy), host["placement"].data_root,
+                                           port_range=parse_port_range("54320-54330")))
+    with sqlite3.connect(copy / "state.db") as db:
+        db.execute("UPDATE branches SET expires_at = ? WHERE name = 'dev'", (timestamp(now() - timedelta(hours=1)),))
+    swept = run(other, lambda s: s.expire())
+    assert swept.values["expired"] == [] and not swept.changed
+    assert [r[0] for r in records(host)] == ["dev", "production"]
+    assert any(c["spec"].branch == "dev" for c in host["runtime"].containers.values())

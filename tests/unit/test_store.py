@@ -13,7 +13,7 @@ import sqlite3
 import stat
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import pytest
 
@@ -583,12 +583,36 @@ def test_every_committed_change_reaches_the_mirror(state_dir):
         ("database", "inventory", "ready", sid),
         ("branch", "production", RUNNING, True),
         ("branch", "dev", RUNNING, False),
-        ("branch", "dev", "stopped", False),
+        ("branch", "dev", "stopped", False), ("branch", "dev", "stopped", False),  # settling: ahead, then after
         ("branch", "production", RUNNING, False), ("branch", "dev", "stopped", True),
         ("branch_removed", "production"),
         ("database", "inventory", "deleting", sid), ("branch", "dev", "deleting", True),
         ("branch_removed", "dev"), ("database_removed", "inventory"),
     ]
+
+
+def test_a_change_that_settles_a_record_reaches_the_mirror_before_its_commit(state_dir):
+    """Killed between the two, the manifest is a step ahead (settled), never behind (still in progress)."""
+    seen = []
+
+    class CommitWatcher(RecordingMirror):
+        def branch_changed(self, record):
+            committed = Store(state_dir, read_only=True).branch(record.database, record.name)
+            seen.append((record.status, committed.status if committed else None))
+
+        def database_changed(self, record, store_id):
+            committed = Store(state_dir, read_only=True).database(record.name)
+            seen.append((record.status, committed.status if committed else None))
+
+    store = Store(state_dir, mirror=CommitWatcher())
+    store.add_database(replace(database(), status="creating"))
+    store.reserve_branch(branch("production", status="creating", is_default=True), [54320])
+    seen.clear()
+    store.update_branch("inventory", "production", status=RUNNING)
+    store.set_database_status("inventory", "ready")
+    store.update_branch("inventory", "production", status="deleting")
+    assert seen == [(RUNNING, "creating"), (RUNNING, RUNNING), ("ready", "creating"), ("ready", "ready"),
+                    ("deleting", "deleting")]  # a destructive mark is mirrored only once committed
 
 
 def test_a_read_only_store_tells_no_mirror(state_dir):

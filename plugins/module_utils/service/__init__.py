@@ -116,7 +116,10 @@ class Service:
             self._adopt(found)  # a lease the host knows of runs out even when the store lost it
         if database is not None:
             self._database(database)
-        due = [b for b in self.store.branches(database) if b.expired(now())]
+        # Only this state_dir's own: a store that also records another live state_dir's database (a copy of it)
+        # must not expire that one's branches.
+        mine = set(self.adoption.ours([d.name for d in self.store.databases()])) if database is None else {database}
+        due = [b for b in self.store.branches(database) if b.database in mine and b.expired(now())]
         outcome = Outcome(values={"expired": [], "kept": [], "errors": []})
         for branch in due:
             try:

@@ -15,6 +15,7 @@ was not made by this collection and is refused too. Neither is ever removed.
 
 from __future__ import annotations
 
+import os
 import secrets
 from contextlib import contextmanager
 from typing import Iterator, List, Optional
@@ -57,6 +58,10 @@ class Adoption:
                                  f"not made for database {database!r} by this collection; nothing was changed: move "
                                  "it away, or choose another data_root")
             return
+        if manifest.record.name != database:
+            raise InputError("data_root", f"{directory} holds the manifest of database {manifest.record.name!r}, not "
+                             f"{database!r}: a copy of another database's directory, which nothing adopts or removes; "
+                             "nothing was changed: move it away")
         owner = self.manifests.owner_elsewhere(manifest)
         if owner is not None:
             raise InputError("data_root", f"database {database!r} under {self.manifests.data_root} belongs to the "
@@ -70,19 +75,22 @@ class Adoption:
         for name in names:
             try:
                 self.refuse_foreign(name)
+                self._branch_manifests(name)
             except InputError:
                 continue
             kept.append(name)
         return kept
 
     def needed(self, database: str) -> bool:
-        """Whether the host has records of `database` that the store lacks (a cheap look, no lock)."""
-        if self.manifests.database(database) is None:
+        """Whether reconcile has anything to do for `database` (a cheap look, no lock): the host has records the
+        store lacks or that disagree with it, or the manifests do not yet name this store as their owner."""
+        manifest = self.manifests.database(database)
+        if manifest is None:
             return False
-        if self.store.database(database) is None:
+        if self.store.database(database) is None or self._unclaimed(manifest):
             return True
-        recorded = {b.name for b in self.store.branches(database)}
-        return any(b.name not in recorded for b in self.manifests.branches(database))
+        recorded = {b.name: b for b in self.store.branches(database)}
+        return any(b.name not in recorded or _disagree(recorded[b.name], b) for b in self._branch_manifests(database))
 
     def reconcile(self, database: str, password: Optional[str] = None, unmanifested: bool = True) -> List[str]:
         """Adopts what the host has of `database` and the store lacks; returns [ADOPT] or []. Call it under
@@ -98,14 +106,16 @@ class Adoption:
         adopted_database = record is None
         if adopted_database:
             record = DatabaseRecord(**dict(vars(manifest.record), password_file=self.secret_file(database)))
-        recorded = {b.name for b in self.store.branches(database)}
+        recorded = {b.name: b for b in self.store.branches(database)}
         # A branch whose lock a live run holds is being changed by it (a delete removes the record, then the
-        # manifest): its manifest is not a record the store lost.
-        missing = [b for b in self.manifests.branches(database)
-                   if b.name not in recorded and not self.store.held(f"{database}/{b.name}")]
+        # manifest): its manifest is not a record the store lost, nor one that disagrees with it.
+        on_host = [b for b in self._branch_manifests(database) if not self.store.held(f"{database}/{b.name}")]
+        missing = [b for b in on_host if b.name not in recorded]
+        for branch in on_host:
+            if branch.name in recorded:
+                self._merge(recorded[branch.name], branch)
         if not adopted_database and not missing:
-            if not self.check_mode and (manifest.state_dir != self.manifests.state_dir
-                                        or manifest.store_id != self.store.store_id):
+            if not self.check_mode and self._unclaimed(manifest):
                 self.manifests.database_changed(record, self.store.store_id)  # ours now: say so
             return []
         branches = [self._adoptable(b) for b in missing]
@@ -119,6 +129,41 @@ class Adoption:
             if adopted_database:
                 self._settle_password(record, password)
         return [ADOPT]
+
+    def _unclaimed(self, manifest) -> bool:
+        return manifest.state_dir != self.manifests.state_dir or manifest.store_id != self.store.store_id
+
+    def _branch_manifests(self, database: str) -> List[BranchRecord]:
+        """The branch manifests of `database`, each of which must describe the data directory beside it; one
+        that names another database or place is a copy, and nothing is adopted or removed on its word."""
+        found = self.manifests.branches(database)
+        for branch in found:
+            expected = self.manifests.data_dir(database, branch.name)
+            if branch.database != database or os.path.realpath(branch.data_dir) != os.path.realpath(expected):
+                raise InputError("data_root", f"the manifest of branch {branch.name!r} under "
+                                 f"{self.manifests.database_dir(database)} describes {branch.data_dir} of database "
+                                 f"{branch.database!r}, not the data beside it ({expected}): a copy, which nothing "
+                                 "adopts or removes; nothing was changed: move it away")
+        return found
+
+    def _merge(self, record: BranchRecord, manifest: BranchRecord) -> None:
+        """A record the store has and the host describes too. Another incarnation (a branch deleted and made
+        again since this store was written: an older copy of state.db) is refused, since acting on it would act
+        on the newer branch's data; within one incarnation the stricter of the two wins, protection and the
+        later lease, so an older store never lets a branch go that the host says to keep."""
+        if (record.created_at, record.container_name) != (manifest.created_at, manifest.container_name):
+            raise BranchingError(
+                f"state_dir: the record of branch {record.name!r} of database {record.database!r} is of another "
+                f"branch than the one under data_root (made {record.created_at} as {record.container_name}, against "
+                f"{manifest.created_at} as {manifest.container_name}): state.db is an older copy; nothing was "
+                "changed. Move state.db aside to have it rebuilt from data_root")
+        stricter = {}
+        if manifest.protected and not record.protected:
+            stricter["protected"] = True
+        if record.expires_at is not None and (manifest.expires_at is None or manifest.expires_at > record.expires_at):
+            stricter.update(ttl_seconds=manifest.ttl_seconds, expires_at=manifest.expires_at)
+        if stricter:
+            self.store.update_branch(record.database, record.name, **stricter)
 
     def _backfill(self, record: DatabaseRecord) -> None:
         """Manifests for records made before they were kept: from now on the host can rebuild them."""
@@ -201,3 +246,10 @@ class Adoption:
                                                         {"DSN": dsn, "SECRET": SECRET_IN_CONTAINER},
                                                         record.password_file)
         return code == 0 and "auth=0" in stdout
+
+
+def _disagree(record: BranchRecord, manifest: BranchRecord) -> bool:
+    """Whether reconcile must look at a recorded branch: another incarnation, or a manifest stricter than it."""
+    return (record.created_at, record.container_name) != (manifest.created_at, manifest.container_name) \
+        or (manifest.protected and not record.protected) \
+        or (record.expires_at is not None and (manifest.expires_at is None or manifest.expires_at > record.expires_at))
