@@ -50,4 +50,7 @@ def test_parallel_forks_and_a_concurrent_switch(ansible, database, dbname, place
     assert all(b["status"] == "running" for b in branches)
     with sqlite3.connect(f"file:{placement['state_dir']}/state.db?mode=ro", uri=True) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert sorted(p.name for p in (workdir / "state" / "data" / dbname).iterdir()) == sorted(b["name"] for b in branches)
+    database_dir = workdir / "state" / "data" / dbname
+    names = sorted(b["name"] for b in branches)
+    assert sorted(p.name for p in database_dir.iterdir() if p.name != ".baseful") == names
+    assert sorted(p.stem for p in (database_dir / ".baseful" / "branches").iterdir()) == names  # one manifest each

@@ -139,6 +139,14 @@ def test_state_dir_is_0700_and_every_state_and_secret_file_0600(lifecycle, tally
         tally.record("exposure", tried=1, held=0)
         assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
         tally.record("exposure", tried=0, held=1)
+    manifests = state / "data" / lifecycle["name"] / ".baseful"
+    assert (manifests / "database.json").is_file(), "no manifest: the check below would be blind"
+    for path in manifests.rglob("*"):  # the manifests beside the data: 0700 directories, 0600 files, no secret
+        tally.record("exposure", tried=1, held=0)
+        assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
+        if path.is_file():
+            assert not any(password in path.read_text() for password in lifecycle["passwords"].values()), path
+        tally.record("exposure", tried=0, held=1)
 
 
 def test_host_connections_use_scram(lifecycle, tally):

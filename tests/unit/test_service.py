@@ -5,13 +5,15 @@ planned action does what the plan says, check mode does nothing, and a failure l
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+from datetime import timedelta
 
 import pytest
 from fake_runtime import FakeRuntime
 
 from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, CopyFailed, InputError
-from ansible_collections.baseful.branching.plugins.module_utils.model import parse_port_range
+from ansible_collections.baseful.branching.plugins.module_utils.model import now, parse_port_range, timestamp
 from ansible_collections.baseful.branching.plugins.module_utils.plan import BranchRequest
 from ansible_collections.baseful.branching.plugins.module_utils.service import Placement, Service
 from ansible_collections.baseful.branching.plugins.module_utils.storage import HostStorage
@@ -166,9 +168,6 @@ def test_a_port_given_that_another_branch_holds_is_refused(host):
 
 def test_a_copied_state_dir_on_the_same_data_root_expires_nothing_of_the_original(host):
     """A copy Y of state_dir X holds X's records; X still lives, so Y's sweep must leave X's branches alone."""
-    import shutil
-    from datetime import timedelta
-    from ansible_collections.baseful.branching.plugins.module_utils.model import now, timestamp
     make_database(host)
     apply(host, name="dev", ttl_seconds=60)
     copy = host["tmp"] / "copied-state"
