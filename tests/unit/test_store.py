@@ -27,11 +27,8 @@ from ansible_collections.baseful.branching.plugins.module_utils.model import (
     BranchRecord,
     DatabaseRecord,
 )
-from ansible_collections.baseful.branching.plugins.module_utils.store import (
-    SCHEMA_VERSION,
-    Store,
-    migrate,
-)
+from ansible_collections.baseful.branching.plugins.module_utils.schema import MIGRATIONS, SCHEMA_VERSION, migrate
+from ansible_collections.baseful.branching.plugins.module_utils.store import Store
 
 FORK = multiprocessing.get_context("fork")
 PORTS = range(54320, 54340)
@@ -115,7 +112,6 @@ def test_an_empty_existing_file_is_migrated_from_version_zero(state_dir):
 def test_a_version_1_file_keeps_its_rows_and_rules_and_learns_resetting(state_dir):
     """Files written by 0.1.0 (schema 1) are rebuilt in place: rows, the unique port and the one
     default survive, and a record can then say 'resetting'."""
-    from ansible_collections.baseful.branching.plugins.module_utils.store import MIGRATIONS
     os.makedirs(state_dir)
     path = os.path.join(state_dir, "state.db")
     old = sqlite3.connect(path)
@@ -508,7 +504,6 @@ def test_marking_a_database_deleting_marks_all_its_branches_and_no_other(store):
 # ------------------------------------------------------------------ schema 3, damaged files, the mirror
 
 def test_a_version_2_file_learns_database_status_and_a_store_id(state_dir):
-    from ansible_collections.baseful.branching.plugins.module_utils.store import MIGRATIONS
     os.makedirs(state_dir)
     path = os.path.join(state_dir, "state.db")
     old = sqlite3.connect(path)
