@@ -70,6 +70,8 @@ MIGRATIONS = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
 def check_version(connection: sqlite3.Connection) -> int:
     """The file's schema version; a file newer than this code is refused, never read or written."""
     found = connection.execute("PRAGMA user_version").fetchone()[0]

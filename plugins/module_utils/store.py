@@ -53,7 +53,6 @@ _DATABASE_COLUMNS = [f.name for f in fields(DatabaseRecord)]
 _SETTLED = (RUNNING, STOPPED)  # branch statuses that end work in progress
 
 
-
 class Store:
     """read_only (check mode, info): the file is copied into memory and never written; a state_dir that
     does not exist yet reads as an empty store, and locks are not taken. So check mode runs the same
