@@ -394,30 +394,20 @@ def test_deleting_a_protected_branch_is_refused():
     assert "is protected and cannot be deleted" in str(caught.value)
 
 
-@pytest.mark.parametrize("protected", [True, False])
-def test_deleting_production_is_refused_even_when_it_is_no_longer_the_default(protected):
-    # unprotected by an older version or by hand in the store: it is still the root branch
-    rec = record(name="production", protected=protected, parent=None)
+@pytest.mark.parametrize("asked, flags, parameter, phrase", [
+    # deleting it, even unprotected (by an older version, or by hand in the store) and not the default
+    ({"state": "absent"}, {"protected": True}, "state", "database state: absent"),
+    ({"state": "absent"}, {"protected": False}, "state", "database state: absent"),
+    ({"protected": False}, {"protected": True, "is_default": True}, "protected", "stays protected"),
+    ({"reset": True}, {"protected": False}, "reset", "cannot be reset"),  # by its name, not its flags
+])
+def test_the_root_branch_cannot_go_be_unprotected_or_reset(asked, flags, parameter, phrase):
+    rec = record(name="production", parent=None, **flags)
+    default = "production" if flags.get("is_default") else "feature"
     with pytest.raises(InputError) as caught:
-        plan(request("production", state="absent"), existing(rec), default="feature")
-    assert caught.value.parameter == "state"
-    assert "root branch" in str(caught.value) and "database state: absent" in str(caught.value)
-
-
-def test_unprotecting_production_is_refused():
-    rec = record(name="production", protected=True, is_default=True, parent=None)
-    with pytest.raises(InputError) as caught:
-        plan(request("production", protected=False), existing(rec), default="production")
-    assert caught.value.parameter == "protected"
-    assert "stays protected" in str(caught.value)
-
-
-def test_resetting_production_is_refused_by_name_not_by_its_flags():
-    rec = record(name="production", protected=False, is_default=False, parent=None)
-    with pytest.raises(InputError) as caught:
-        plan(request("production", reset=True), existing(rec), default="feature")
-    assert caught.value.parameter == "reset"
-    assert "root branch" in str(caught.value)
+        plan(request("production", **asked), existing(rec), default=default)
+    assert caught.value.parameter == parameter
+    assert "root branch" in str(caught.value) and phrase in str(caught.value)
 
 
 def test_protecting_production_again_is_no_change():
