@@ -33,8 +33,14 @@ def host(tmp_path):
             "runtime": FakeRuntime(), "tmp": tmp_path}
 
 
+def no_other_process(address: str, port: int) -> bool:
+    """The host's ports as the test sees them: no other process holds any (the machine's own may, a demo's)."""
+    return True
+
+
 def service(host, check_mode: bool = False) -> Service:
-    return Service(host["placement"], host["runtime"], check_mode=check_mode, storage=UnownedStorage())
+    return Service(host["placement"], host["runtime"], check_mode=check_mode, storage=UnownedStorage(),
+                   port_free=no_other_process)
 
 
 def run(host, operation, check_mode: bool = False):

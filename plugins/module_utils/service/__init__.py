@@ -44,8 +44,8 @@ __all__ = ["Outcome", "Placement", "Service"]
 
 class Service:
     def __init__(self, placement: Placement, runtime: Runtime, check_mode: bool = False,
-                 storage: Optional[HostStorage] = None):
-        self.site = Site(placement, runtime, check_mode, storage)
+                 storage: Optional[HostStorage] = None, port_free=None):
+        self.site = Site(placement, runtime, check_mode, storage, port_free)
         self.branches = BranchExecutor(self.site)
         self.databases = DatabaseLifecycle(self.site, self.branches)
 

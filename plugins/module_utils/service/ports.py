@@ -20,7 +20,7 @@ class Ports:
     def free(self) -> Iterable[int]:
         used = set(self.site.store.used_ports())
         placement = self.site.placement
-        return (p for p in placement.port_range if p not in used and port_free(placement.bind_address, p))
+        return (p for p in placement.port_range if p not in used and self.site.port_free(placement.bind_address, p))
 
     def check_free(self, port: int, exclude: Optional[BranchRecord]) -> None:
         """Refuses a port another record holds (not `exclude`'s) or another process has bound."""
@@ -30,7 +30,7 @@ class Ports:
             raise InputError("port", f"{port} is already used by branch {holders[0].name!r} of database "
                              f"{holders[0].database!r}")
         address = self.site.placement.bind_address
-        if not port_free(address, port):
+        if not self.site.port_free(address, port):
             raise InputError("port", f"{port} is already taken on {address} by another process")
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from ansible_collections.baseful.branching.plugins.module_utils.manifest import Manifests
 from ansible_collections.baseful.branching.plugins.module_utils.model import PortRange, parse_port_range
 from ansible_collections.baseful.branching.plugins.module_utils.runtime import Runtime
+from ansible_collections.baseful.branching.plugins.module_utils.service.ports import port_free as bind_probe
 from ansible_collections.baseful.branching.plugins.module_utils.storage import HostStorage
 from ansible_collections.baseful.branching.plugins.module_utils.store import Store
 
@@ -54,11 +55,13 @@ class Site:
     """One run's view of a Docker host. The store is opened on first use, after the input is validated,
     so refused input creates nothing; check mode opens an in-memory copy of it (Store read_only)."""
 
-    def __init__(self, placement: Placement, runtime: Runtime, check_mode: bool, storage: Optional[HostStorage] = None):
+    def __init__(self, placement: Placement, runtime: Runtime, check_mode: bool, storage: Optional[HostStorage] = None,
+                 port_free: Optional[Callable[[str, int], bool]] = None):
         self.placement = placement
         self.runtime = runtime
         self.check_mode = check_mode
         self.storage = storage or HostStorage()
+        self.port_free = port_free or bind_probe  # whether another process holds a host port (a test's own probe)
         self.manifests = Manifests(placement.data_root, placement.state_dir)
         self._store: Optional[Store] = None
 
