@@ -151,17 +151,13 @@ class Adoption:
         again since this store was written: an older copy of state.db) is refused, since acting on it would act
         on the newer branch's data; within one incarnation the stricter of the two wins, protection and the
         later lease, so an older store never lets a branch go that the host says to keep."""
-        if (record.created_at, record.container_name) != (manifest.created_at, manifest.container_name):
+        if not _same_incarnation(record, manifest):
             raise BranchingError(
                 f"state_dir: the record of branch {record.name!r} of database {record.database!r} is of another "
                 f"branch than the one under data_root (made {record.created_at} as {record.container_name}, against "
                 f"{manifest.created_at} as {manifest.container_name}): state.db is an older copy; nothing was "
                 "changed. Move state.db aside to have it rebuilt from data_root")
-        stricter = {}
-        if manifest.protected and not record.protected:
-            stricter["protected"] = True
-        if record.expires_at is not None and (manifest.expires_at is None or manifest.expires_at > record.expires_at):
-            stricter.update(ttl_seconds=manifest.ttl_seconds, expires_at=manifest.expires_at)
+        stricter = _stricter(record, manifest)
         if stricter:
             self.store.update_branch(record.database, record.name, **stricter)
 
@@ -250,6 +246,18 @@ class Adoption:
 
 def _disagree(record: BranchRecord, manifest: BranchRecord) -> bool:
     """Whether reconcile must look at a recorded branch: another incarnation, or a manifest stricter than it."""
-    return (record.created_at, record.container_name) != (manifest.created_at, manifest.container_name) \
-        or (manifest.protected and not record.protected) \
-        or (record.expires_at is not None and (manifest.expires_at is None or manifest.expires_at > record.expires_at))
+    return not _same_incarnation(record, manifest) or bool(_stricter(record, manifest))
+
+
+def _same_incarnation(record: BranchRecord, manifest: BranchRecord) -> bool:
+    return (record.created_at, record.container_name) == (manifest.created_at, manifest.container_name)
+
+
+def _stricter(record: BranchRecord, manifest: BranchRecord) -> dict:
+    """What the manifest keeps that the record would let go: protection, and a later lease (or none)."""
+    stricter = {}
+    if manifest.protected and not record.protected:
+        stricter["protected"] = True
+    if record.expires_at is not None and (manifest.expires_at is None or manifest.expires_at > record.expires_at):
+        stricter.update(ttl_seconds=manifest.ttl_seconds, expires_at=manifest.expires_at)
+    return stricter
