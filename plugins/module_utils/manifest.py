@@ -93,7 +93,8 @@ class Manifests:
             return []
         found = []
         for entry in sorted(os.listdir(directory)):
-            if entry.endswith(".json"):
+            # another run may be writing one now: its temporary file starts with a dot and is not a record yet
+            if entry.endswith(".json") and not entry.startswith("."):
                 values = _read(os.path.join(directory, entry))
                 if values is not None:
                     found.append(_record(BranchRecord, values))
@@ -142,7 +143,7 @@ def _read(path: str) -> Optional[dict]:
 def _write(path: str, values: dict) -> None:
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".partial")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(values, handle, indent=1, sort_keys=True)

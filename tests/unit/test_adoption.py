@@ -115,6 +115,18 @@ def test_a_lost_store_is_rebuilt_from_the_manifests_and_labels(host):
     assert manifest.store_id == adopt.store.store_id and manifest.state_dir == os.path.realpath(host.state_dir)
 
 
+def test_a_manifest_another_run_is_writing_is_not_read_as_a_record(host):
+    """A concurrent run's half-written temporary file (the CI failure of 2026-12-01: a switch read one) is
+    neither a branch nor an unreadable manifest; the records around it read as they are."""
+    branches = os.path.join(host.data_root, "inventory", ".baseful", "branches")
+    for unfinished in (".tmp-abc123.partial", ".tmp-def456.json"):  # today's name and the one before it
+        with open(os.path.join(branches, unfinished), "w", encoding="utf-8") as handle:
+            handle.write('{"format": 1, "kind": "bra')
+    manifests = Manifests(host.data_root, host.state_dir)
+    assert [b.name for b in manifests.branches("inventory")] == ["dev", "production", "qa"]
+    assert not adoption(host).needed("inventory")
+
+
 def test_check_mode_adopts_in_memory_only(host):
     shutil.rmtree(host.state_dir)
     adopt = adoption(host, check_mode=True)
