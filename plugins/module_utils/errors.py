@@ -18,6 +18,14 @@ class InputError(BranchingError):
         super().__init__(f"{parameter}: {message}")
 
 
+class PortTaken(InputError):
+    """The port a container was to publish is bound by another process (Docker's answer at start)."""
+
+    def __init__(self, port: int, message: str):
+        self.port = port
+        super().__init__("port", message)
+
+
 class DockerUnavailable(BranchingError):
     """The Docker daemon cannot be reached."""
 

@@ -185,11 +185,20 @@ class Store:
 
     def reserve_branch(self, record: BranchRecord, candidate_ports: Iterable[int]) -> BranchRecord:
         """Insert a 'creating' record holding the first candidate port no other record holds."""
+        return self._first_port_held(candidate_ports, lambda port: self.insert_branch(replace(record, port=port)),
+                                     record)
+
+    def move_branch_port(self, record: BranchRecord, candidate_ports: Iterable[int]) -> BranchRecord:
+        """A branch that has not served yet moves to the first candidate port no other record holds."""
+        return self._first_port_held(
+            candidate_ports, lambda port: self.update_branch(record.database, record.name, port=port), record)
+
+    def _first_port_held(self, candidate_ports: Iterable[int], hold, record: BranchRecord) -> BranchRecord:
+        """`hold(port)` for each candidate until one is no other record's (the UNIQUE(port) constraint decides)."""
         for port in candidate_ports:
-            record.port = port
             try:
-                self.insert_branch(record)
-                return record
+                hold(port)
+                return replace(record, port=port)
             except sqlite3.IntegrityError as error:
                 if "branches.port" not in str(error):
                     raise

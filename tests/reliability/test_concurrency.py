@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import sqlite3
 import subprocess
 
 import pytest
 import yaml
+
+from conftest import PORT_RANGE, _remove_containers_under
 
 FORKS = 8
 ROUNDS = 5
@@ -54,3 +57,37 @@ def test_parallel_forks_and_a_concurrent_switch(ansible, database, dbname, place
     names = sorted(b["name"] for b in branches)
     assert sorted(p.name for p in database_dir.iterdir() if p.name != ".baseful") == names
     assert sorted(p.stem for p in (database_dir / ".baseful" / "branches").iterdir()) == names  # one manifest each
+
+
+STATE_DIRS = 6
+
+
+def test_databases_of_several_state_dirs_made_at_once_share_one_new_network(workdir, image17, docker_client, tally):
+    """Six state_dirs on one host (six teams, six playbooks) each make a database at the same moment, on a
+    network none of them has seen: every run succeeds and exactly one network of that name exists. (Docker's
+    own duplicate check races, and a name two networks share cannot be used.)"""
+    network = f"bft-{secrets.token_hex(3)}"
+    hosts = {f"team{n}": {"ansible_connection": "local", "team_state_dir": str(workdir / f"state{n}"),
+                          "team_database": f"team{n}"} for n in range(STATE_DIRS)}
+    (workdir / "teams.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    play = [{"hosts": "all", "gather_facts": False,
+             "tasks": [{"baseful.branching.database": {
+                 "name": "{{ team_database }}", "image": image17, "state_dir": "{{ team_state_dir }}",
+                 "network": network, "port_range": PORT_RANGE}}]}]
+    (workdir / "teams-play.yml").write_text(yaml.safe_dump(play))
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_PYTHON_INTERPRETER=shutil.which("python3"))
+    tally.record("concurrency", tried=STATE_DIRS, held=0)
+    try:
+        done = subprocess.run(["ansible-playbook", "-i", str(workdir / "teams.yml"), "-f", str(STATE_DIRS),
+                               str(workdir / "teams-play.yml")], env=env, capture_output=True, text=True, timeout=600,
+                              check=False)
+        results = json.loads(done.stdout[done.stdout.index("{"):])["plays"][0]["tasks"][0]["hosts"]
+        failures = {host: r.get("msg") for host, r in results.items() if r.get("failed")}
+        made = docker_client.networks.list(names=[network])
+        tally.record("concurrency", tried=0, held=0 if len(made) == 1 else len(made) - 1)  # a duplicate counts
+        assert not failures and done.returncode == 0, failures
+        assert [n.name for n in made] == [network]
+    finally:
+        _remove_containers_under(docker_client, str(workdir))
+        for made_here in docker_client.networks.list(names=[network]):
+            made_here.remove()

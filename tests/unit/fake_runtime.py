@@ -8,6 +8,7 @@ import os
 from contextlib import contextmanager
 from typing import Callable, Dict, List, Optional
 
+from ansible_collections.baseful.branching.plugins.module_utils.errors import PortTaken
 from ansible_collections.baseful.branching.plugins.module_utils.model import MISSING, RUNNING, STOPPED
 from ansible_collections.baseful.branching.plugins.module_utils.runtime import (
     LABEL_BRANCH,
@@ -38,6 +39,7 @@ class FakeRuntime:
         self.calls: List[tuple] = []
         self.worker: Callable = basebackup_ok
         self.ready_fails = False
+        self.bound_elsewhere: set = set()  # ports another state_dir's container binds first (Docker refuses them)
         self._ids = itertools.count(1)
 
     # what the service sees
@@ -50,6 +52,9 @@ class FakeRuntime:
         self.calls.append(("ensure_network", name))
 
     def create_container(self, spec: ContainerSpec, start: bool = True) -> str:
+        if start and spec.port in self.bound_elsewhere:
+            self.calls.append(("create_container refused", spec.branch, spec.port))
+            raise PortTaken(spec.port, f"{spec.port} is taken by another process on the host")
         identifier = f"c{next(self._ids)}"
         self.containers[identifier] = {"spec": spec, "state": "running" if start else "created",
                                        "labels": {LABEL_DATABASE: spec.database, LABEL_BRANCH: spec.branch,

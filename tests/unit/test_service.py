@@ -172,6 +172,26 @@ def test_a_port_given_that_another_branch_holds_is_refused(host):
     assert records(host) == [("production", "running", 54320, 1)]
 
 
+def test_a_chosen_port_another_state_dir_binds_first_moves_on_and_an_asked_one_is_refused(host):
+    """Two state_dirs on one host pick from the same free ports; the one whose container binds second gets
+    Docker's refusal. A port the run chose moves to the next free one; a port the user asked for is an error
+    that leaves nothing behind."""
+    make_database(host)
+    host["runtime"].bound_elsewhere = {54321, 54322}
+    made = apply(host, name="dev")
+    assert made.values["branch"]["port"] == 54323
+    assert records(host) == [("dev", "running", 54323, 0), ("production", "running", 54320, 1)]
+    assert [c[2] for c in host["runtime"].calls if c[0].startswith("create_container") and c[1] == "dev"] == \
+        [54321, 54322, 54323]
+    manifest = os.path.join(host["placement"].data_root, "inventory", ".baseful", "branches", "dev.json")
+    with open(manifest, encoding="utf-8") as handle:
+        assert '"port": 54323' in handle.read()
+    with pytest.raises(InputError, match="^port: 54322 is taken"):
+        apply(host, name="qa", port=54322)
+    assert records(host) == [("dev", "running", 54323, 0), ("production", "running", 54320, 1)]
+    assert not os.path.exists(os.path.join(host["placement"].data_root, "inventory", "qa"))
+
+
 def test_a_copied_state_dir_on_the_same_data_root_expires_nothing_of_the_original(host):
     """A copy Y of state_dir X holds X's records; X still lives, so Y's sweep must leave X's branches alone."""
     make_database(host)

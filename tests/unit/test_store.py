@@ -236,7 +236,7 @@ def test_read_only_store_reads_an_existing_file_and_never_writes_it(store, state
 def test_records_round_trip(store):
     record = branch("feature", status=RUNNING, protected=True, parent="production", copy_mode="schema",
                     copy_method="dump", ttl_seconds=60, expires_at="2024-01-01T00:01:00+00:00", container_id="c0ffee")
-    store.reserve_branch(record, [54330])
+    record = store.reserve_branch(record, [54330])
     assert store.branch("inventory", "feature") == record
     store.update_branch("inventory", "feature", status="stopped", ttl_seconds=None)
     updated = store.branch("inventory", "feature")

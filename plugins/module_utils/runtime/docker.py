@@ -6,7 +6,10 @@ SQLite or planning; returns neutral values, never an SDK object."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
+import tempfile
 import time
 from contextlib import contextmanager
 from typing import Dict, Iterator, List, Optional, Tuple
@@ -14,6 +17,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 from ansible_collections.baseful.branching.plugins.module_utils.errors import (
     BranchingError,
     InputError,
+    PortTaken,
 )
 from ansible_collections.baseful.branching.plugins.module_utils.faults import injection_point
 from ansible_collections.baseful.branching.plugins.module_utils.model import MISSING, RUNNING, STOPPED
@@ -127,12 +131,17 @@ class DockerRuntime:
     # networks
 
     def ensure_network(self, name: str) -> None:
-        if not self.client.networks.list(names=[name]):
-            try:
-                self.client.networks.create(name, driver="bridge", labels={MANAGED_BY: "baseful"})
-            except APIError as error:
-                if error.status_code != 409:  # created meanwhile by a parallel run
-                    raise
+        # The daemon's own duplicate check races (two creates at once both succeed, even with
+        # check_duplicate, before API 1.44), and a name that matches two networks can no longer be used:
+        # runs from different state_dirs on one host take turns on a lock that belongs to no state_dir.
+        with _host_lock(f"network-{name}"):
+            if not self.client.networks.list(names=[name]):
+                try:
+                    self.client.networks.create(name, driver="bridge", labels={MANAGED_BY: "baseful"},
+                                                check_duplicate=True)
+                except APIError as error:
+                    if error.status_code != 409:  # created meanwhile by a run on another host
+                        raise
 
     # containers
 
@@ -317,5 +326,18 @@ def _refuse_taken_port(error: Exception, port: int) -> None:
     """Docker's answer when another process holds the published port, as the one sentence it means."""
     explanation = _explain(error)
     if "address already in use" in explanation or "port is already allocated" in explanation:
-        raise InputError("port", f"{port} is taken by another process on the host, so the branch cannot start "
-                         "on it; stop that process or move the branch with port: <another free port>") from error
+        raise PortTaken(port, f"{port} is taken by another process on the host, so the branch cannot start "
+                        "on it; stop that process or move the branch with port: <another free port>") from error
+
+
+@contextmanager
+def _host_lock(key: str) -> Iterator[None]:
+    """An flock on <tmp>/baseful-<key>.lock, shared by every user and state_dir on this host: the file is
+    opened read-only (flock needs no more), so a lock file another user made serves as well."""
+    path = os.path.join(tempfile.gettempdir(), f"baseful-{key}.lock")
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -47,8 +47,8 @@ class Step:
 class BranchExecutor:
     def __init__(self, site):
         self.site = site
-        self.filler = Filler(site)
         self.ports = Ports(site)
+        self.filler = Filler(site, self.ports)
         self.recovery = Recovery(site)
         self.views = Views(site)
         self.actions: Dict[str, Callable[[Step], Optional[BranchRecord]]] = {
@@ -186,9 +186,9 @@ class BranchExecutor:
         record = site.store.reserve_branch(record, [port] if port else self.ports.free())
         try:
             injection_point("create:reserved")
-            result = self.filler.fill(database, record, source, mode, method)
+            result = self.filler.fill(database, record, source, mode, method, movable_port=not port)
         except BaseException:
-            self.recovery.discard(database.name, name, record)
+            self.recovery.discard(database.name, name, site.store.branch(database.name, name) or record)
             raise
         return site.store.branch(database.name, name), result
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from typing import Optional
+from typing import Optional, Tuple
 
 from ansible_collections.baseful.branching.plugins.module_utils.copy import CopyJob, Endpoint, choose_method, method_for
-from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
+from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError, PortTaken
 from ansible_collections.baseful.branching.plugins.module_utils.faults import injection_point
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     RUNNING,
@@ -21,13 +21,15 @@ from ansible_collections.baseful.branching.plugins.module_utils.model import (
     connection_host,
 )
 from ansible_collections.baseful.branching.plugins.module_utils.runtime import ContainerSpec, copy_slot
+from ansible_collections.baseful.branching.plugins.module_utils.service.ports import Ports
 
 NO_SPACE = "No space left on device"  # strerror(ENOSPC), as cp, pg_basebackup, PostgreSQL and Python report it
 
 
 class Filler:
-    def __init__(self, site):
+    def __init__(self, site, ports: Ports):
         self.site = site
+        self.ports = ports
 
     def source_endpoint(self, database: DatabaseRecord, source: BranchRecord) -> Endpoint:
         container = source.container_id or source.container_name
@@ -52,10 +54,11 @@ class Filler:
         return method
 
     def fill(self, database: DatabaseRecord, record: BranchRecord, source: Optional[Endpoint], mode: str,
-             method) -> Optional[dict]:
+             method, movable_port: bool = False) -> Optional[dict]:
         """Data directory, copy and container in the order the method needs; then the record says 'running'.
         Snapshot and physical fill the data directory before the server starts (it then recovers);
-        dump restores into a freshly initialised, running server. Returns the copy's result, if one ran."""
+        dump restores into a freshly initialised, running server. Returns the copy's result, if one ran.
+        movable_port: the port was chosen here, not asked for, so another may take its place (_serve)."""
         site = self.site
         started = time.monotonic()
         free_before = site.storage.free_bytes(site.placement.data_root)
@@ -64,21 +67,14 @@ class Filler:
         try:
             site.storage.make_data_dir(record.data_dir)
             injection_point("fill:data_dir")
-            job = None
-            if method is not None:
-                job = CopyJob(database.name, record.name, mode, database.image, database.pg_major, database.user,
-                              database.name, database.password_file, source,
-                              Endpoint(conninfo=self.conninfo(database, record.port, dbname=None),
-                                       data_dir=record.data_dir, pg_major=database.pg_major))
-            if job is not None and method.fills_data_dir:
-                result = self._run(method, job)
+            if method is not None and method.fills_data_dir:
+                result = self._run(method, self._job(database, record, source, mode))
                 injection_point("fill:copied")
-            container_id = site.runtime.create_container(self.spec(database, record, record.port))
-            site.store.update_branch(database.name, record.name, container_id=container_id)
+            container_id, record = self._serve(database, record, movable_port)
             injection_point("fill:container")
             site.runtime.wait_ready(container_id, database.user, database.name)
-            if job is not None and not method.fills_data_dir:
-                result = self._run(method, job)
+            if method is not None and not method.fills_data_dir:
+                result = self._run(method, self._job(database, record, source, mode))
             injection_point("fill:ready")
         except (BranchingError, OSError) as error:
             # A server that hits a full disk stops (a PANIC on WAL), and its client only sees the
@@ -92,6 +88,29 @@ class Filler:
             result["ready_seconds"] = round(time.monotonic() - started, 3)
         site.store.update_branch(database.name, record.name, status=RUNNING)
         return result
+
+    def _serve(self, database: DatabaseRecord, record: BranchRecord, movable_port: bool) -> Tuple[str, BranchRecord]:
+        """The branch's container, made and started, and the record as it then is. Another state_dir on this
+        host (another team, another playbook) picks its ports from what is free too, and may bind the same
+        one first: a port chosen here moves on to the next free one, a port asked for is refused."""
+        site, tried = self.site, set()
+        while True:
+            try:
+                container_id = site.runtime.create_container(self.spec(database, record, record.port))
+            except PortTaken:
+                if not movable_port:
+                    raise
+                tried.add(record.port)
+                record = site.store.move_branch_port(record, (p for p in self.ports.free() if p not in tried))
+                continue
+            site.store.update_branch(database.name, record.name, container_id=container_id)
+            return container_id, record
+
+    def _job(self, database: DatabaseRecord, record: BranchRecord, source: Endpoint, mode: str) -> CopyJob:
+        return CopyJob(database.name, record.name, mode, database.image, database.pg_major, database.user,
+                       database.name, database.password_file, source,
+                       Endpoint(conninfo=self.conninfo(database, record.port, dbname=None), data_dir=record.data_dir,
+                                pg_major=database.pg_major))
 
     def _run(self, method, job: CopyJob) -> dict:
         limited = method.copies_per_source and job.source.managed and job.source.running
