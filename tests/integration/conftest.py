@@ -1,8 +1,15 @@
 """Integration fixtures: real Docker, real PostgreSQL, and the collection as installed by
-`make install`, driven through ansible-playbook exactly as a user runs it."""
+`make install`, driven through ansible-playbook exactly as a user runs it.
+
+The suites run in parallel under pytest-xdist (`make test`: one worker per core). What workers could
+share is kept apart or taken in turns: each worker has its own port range and its own test directories;
+a test that restarts the Docker daemon (marked restarts_docker) waits until it has the daemon to itself;
+tests that change root's crontab take turns; and the check that the suite leaves no container behind runs
+once, in the process that started the workers, over the whole run."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -10,6 +17,7 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
@@ -20,7 +28,20 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-PORT_RANGE = os.environ.get("BASEFUL_TEST_PORT_RANGE", "54400-54599")
+# pytest-xdist names its workers gw0, gw1, ...; a run without it is worker 0.
+WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])
+
+
+def _worker_port_range() -> range:
+    """BASEFUL_TEST_PORT_RANGE (default 54400-54599) for worker 0; each next worker the same width above it,
+    so that no two workers' branches ever want one port."""
+    low, high = map(int, os.environ.get("BASEFUL_TEST_PORT_RANGE", "54400-54599").split("-"))
+    width = high - low + 1
+    return range(low + WORKER * width, high + WORKER * width + 1)
+
+
+PORTS = _worker_port_range()
+PORT_RANGE = f"{PORTS[0]}-{PORTS[-1]}"
 
 
 def _image(major: int, variant: str = "") -> str:
@@ -97,7 +118,7 @@ class Ansible:
 @pytest.fixture
 def workdir(tmp_path_factory) -> Path:
     # Short path: it ends up in container mounts and in messages.
-    path = Path(f"/tmp/bf-it-{secrets.token_hex(3)}")
+    path = Path(f"/tmp/bf-it{WORKER}-{secrets.token_hex(3)}")
     path.mkdir()
     yield path
     shutil.rmtree(path, ignore_errors=True)
@@ -141,7 +162,8 @@ def loop_filesystem(mount: Path, size: str, mkfs: List[str], client, containers_
 def _remove_containers_under(client, root: str) -> None:
     """Removes the containers whose data or secrets come from this test's directory, whatever
     state the test left them in."""
-    for container in client.containers.list(all=True, filters={"label": "managed-by=baseful"}):
+    # ignore_removed: another worker may remove its own containers between the list and their inspection
+    for container in client.containers.list(all=True, filters={"label": "managed-by=baseful"}, ignore_removed=True):
         if any(m.get("Source", "").startswith(root) for m in container.attrs.get("Mounts", [])):
             container.remove(force=True, v=True)
 
@@ -181,7 +203,8 @@ def port_in_use(port: int) -> bool:
 
 def snapshot(client, workdir: Path) -> dict:
     """Everything a run could change: containers, networks, files under the test directory."""
-    containers = sorted((c.name, c.status) for c in client.containers.list(all=True, filters={"label": "managed-by=baseful"})
+    labelled = client.containers.list(all=True, filters={"label": "managed-by=baseful"}, ignore_removed=True)
+    containers = sorted((c.name, c.status) for c in labelled
                         if any(m.get("Source", "").startswith(str(workdir)) for m in c.attrs.get("Mounts", [])))
     files = {}
     for path in sorted(workdir.rglob("*")):
@@ -211,11 +234,82 @@ def no_volume_left_behind(docker_client):
     assert not grown, f"Docker volumes left behind by this test: {grown}"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def no_container_left_behind(docker_client):
-    """Whatever a test does, the suite as a whole must leave no container it made."""
-    before = {c.id for c in docker_client.containers.list(all=True)}
-    yield
-    left = [f"{c.name} ({c.image.tags or c.attrs['Config']['Image']})"
-            for c in docker_client.containers.list(all=True) if c.id not in before]
-    assert not left, f"containers left behind by the suite: {left}"
+# ---------------------------------------------------------------- what parallel workers share
+
+
+def _lock_file(name: str) -> int:
+    return os.open(os.path.join(tempfile.gettempdir(), f"baseful-tests-{name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+
+
+@pytest.fixture(autouse=True)
+def docker_daemon(request):
+    """Every test shares the Docker daemon (a shared flock); one marked restarts_docker has it to itself (the
+    exclusive flock): it waits for the tests the other workers are running, and holding the gate meanwhile
+    keeps them from starting new ones, so it cannot starve."""
+    exclusive = request.node.get_closest_marker("restarts_docker") is not None
+    gate, daemon = _lock_file("gate"), _lock_file("docker")
+    try:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        fcntl.flock(daemon, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        if not exclusive:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        yield
+    finally:
+        os.close(daemon)
+        os.close(gate)
+
+
+@pytest.fixture
+def crontab_to_itself():
+    """Root's crontab, for a test that changes it and compares it: one such test at a time."""
+    lock = _lock_file("crontab")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(lock)
+
+
+class ContainerAudit:
+    """Whatever the tests do, the run as a whole must leave no container it made. Counted in the process that
+    runs the session (under xdist, the controller, before the first worker starts and after the last ends),
+    so one worker's running containers are never taken for another's leftovers."""
+
+    def pytest_sessionstart(self, session):
+        self.before = None if hasattr(session.config, "workerinput") else _container_ids()
+
+    def pytest_sessionfinish(self, session):
+        if self.before is None:
+            return
+        left = [f"{c.name} ({c.image.tags or c.attrs['Config']['Image']})"
+                for c in docker.from_env().containers.list(all=True, ignore_removed=True) if c.id not in self.before]
+        if left:
+            session.config.pluginmanager.get_plugin("terminalreporter").write_line(
+                f"FAILED: containers left behind by the suite: {left}", red=True)
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _container_ids() -> set:
+    return {c.id for c in docker.from_env().containers.list(all=True, ignore_removed=True)}
+
+
+FIRST = ("test_bad_input.py",)  # the longest tests, started first so that no worker is left with one at the end
+
+
+def pytest_collection_modifyitems(items):
+    """The longest first; then the rest; then the tests that wait for a turn (root's crontab, which the
+    bad-input matrix holds for minutes; the Docker daemon to itself), when there is least to wait for."""
+    def place(item) -> int:
+        if item.path.name in FIRST:
+            return 0
+        if item.get_closest_marker("restarts_docker"):
+            return 3
+        return 2 if "crontab_to_itself" in getattr(item, "fixturenames", ()) else 1
+    items.sort(key=place)  # stable: the rest keep their order
+
+
+def pytest_configure(config):
+    # This conftest serves the reliability suite too (it imports this function): one audit per run.
+    if not config.pluginmanager.has_plugin("baseful-container-audit"):
+        config.pluginmanager.register(ContainerAudit(), "baseful-container-audit")
+    config.addinivalue_line("markers", "restarts_docker: the test restarts the Docker daemon; it runs alone")

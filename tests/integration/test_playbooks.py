@@ -51,7 +51,7 @@ def test_branch_playbook_prints_the_url_and_writes_an_env_file(database, dbname,
 
 
 @pytest.fixture
-def root_crontab():
+def root_crontab(crontab_to_itself):
     saved = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
     yield
     if saved.returncode == 0:

@@ -1,7 +1,8 @@
 """The reliability suite shares the integration suite's fixtures (real Docker, real PostgreSQL, the
 installed collection driven through ansible-playbook) and adds a tally: every test records what it
 injected or tried and what held, and the session writes the totals to build/reliability.json and
-prints them as the table of tests/reliability/README.md."""
+prints them as the table of tests/reliability/README.md (under xdist, the workers' counts are summed
+by the controller)."""
 
 from __future__ import annotations
 
@@ -19,24 +20,27 @@ from conftest import (  # noqa: E402
     _remove_containers_under,
     ansible,
     connect,
+    crontab_to_itself,
     database,
     dbname,
     docker_client,
+    docker_daemon,
     image15,
     image17,
     image17_hardened,
     image18,
-    no_container_left_behind,
     no_volume_left_behind,
     placement,
+    pytest_collection_modifyitems,
+    pytest_configure,
     query,
     snapshot,
     workdir,
 )
 
-__all__ = ["Ansible", "_remove_containers_under", "ansible", "connect", "database", "dbname", "docker_client", "image15",
-           "image17", "image17_hardened", "image18", "no_container_left_behind", "no_volume_left_behind", "placement",
-           "query", "snapshot", "workdir", "tally"]
+__all__ = ["Ansible", "_remove_containers_under", "ansible", "connect", "crontab_to_itself", "database", "dbname",
+           "docker_client", "docker_daemon", "image15", "image17", "image17_hardened", "image18", "no_volume_left_behind",
+           "placement", "pytest_collection_modifyitems", "pytest_configure", "query", "snapshot", "workdir", "tally"]
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = [
@@ -70,6 +74,18 @@ TALLY = Tally()
 @pytest.fixture(scope="session")
 def tally() -> Tally:
     return TALLY
+
+
+def pytest_sessionfinish(session):
+    # An xdist worker hands its counts to the controller, which prints the table.
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["tally"] = dict(TALLY.counts)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    for kind, (tried, held) in node.workeroutput.get("tally", {}).items():
+        TALLY.record(kind, tried, held)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import docker
+import pytest
 
 from .test_host_faults import CHECKSUM, accepts, wait_until
 from conftest import connect, query
@@ -31,6 +32,7 @@ def _restart_docker_daemon() -> None:
     wait_until(lambda: docker.from_env().ping(), timeout=90)  # the client asks the version as it is made
 
 
+@pytest.mark.restarts_docker
 def test_docker_daemon_restarted_every_running_branch_runs_again_on_its_port(ansible, database, dbname, tally):
     running = ansible.run("branch", database=dbname, name="survivor")["branch"]
     stopped = ansible.run("branch", database=dbname, name="sleeper", state="stopped")["branch"]

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 import yaml
 
-from conftest import _remove_containers_under, query
+from conftest import PORT_RANGE, _remove_containers_under, query
 
 
 def walk(value, path=""):
@@ -41,7 +41,7 @@ def lifecycle(docker_client, image17):
     workdir = Path(f"/tmp/bf-rx-{secrets.token_hex(3)}")
     workdir.mkdir()
     placement = {"state_dir": str(workdir / "state"),
-                 "port_range": os.environ.get("BASEFUL_TEST_PORT_RANGE", "54400-54599")}
+                 "port_range": PORT_RANGE}
     upstream, name = f"up{secrets.token_hex(3)}", f"rx{secrets.token_hex(3)}"
     play = [{"hosts": "localhost", "connection": "local", "gather_facts": False,
              "module_defaults": {"group/baseful.branching.branching": placement},
@@ -71,7 +71,7 @@ def lifecycle(docker_client, image17):
         results = [t["hosts"]["localhost"] for t in json.loads(quiet.stdout[quiet.stdout.index("{"):])["plays"][0]["tasks"]]
         secrets_dir = workdir / "state" / "secrets"
         passwords = {p.stem: p.read_text() for p in secrets_dir.iterdir()}
-        containers = docker_client.containers.list(all=True, filters={"label": "managed-by=baseful"})
+        containers = docker_client.containers.list(all=True, filters={"label": "managed-by=baseful"}, ignore_removed=True)
         mine = [c for c in containers if c.labels.get("baseful.database") in (upstream, name)]
         yield {"workdir": workdir, "placement": placement, "verbose": verbose.stdout + verbose.stderr,
                "log": (workdir / "ansible.log").read_text(), "results": results, "passwords": passwords,

@@ -11,14 +11,13 @@ still frozen, ...), so a point that is never reached fails the test instead of p
 from __future__ import annotations
 
 import fcntl
-import os
 import secrets
 import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import XFS_WITH_REFLINKS, Ansible, connect, loop_filesystem, query
+from conftest import PORT_RANGE, XFS_WITH_REFLINKS, Ansible, connect, loop_filesystem, query
 
 SCALE = 20  # pgbench scale: ~300 MB, so a physical or dump copy is still running when the timer fires
 SOURCE_CHECKSUM = "SELECT count(*), sum(abalance), (SELECT count(*) FROM marker) FROM pgbench_accounts"
@@ -32,7 +31,7 @@ def site(docker_client, image17):
     try:
         with loop_filesystem(workdir / "xfs", "6G", XFS_WITH_REFLINKS, docker_client, str(workdir)) as mount:
             placement = {"state_dir": str(workdir / "state"), "data_root": str(mount / "data"),
-                         "port_range": os.environ.get("BASEFUL_TEST_PORT_RANGE", "54400-54599")}
+                         "port_range": PORT_RANGE}
             ansible = Ansible(workdir, placement)
             name = f"rf{secrets.token_hex(3)}"
             production = ansible.run("database", name=name, image=image17)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Ansible, _remove_containers_under, connect, query
+from conftest import PORT_RANGE, Ansible, _remove_containers_under, connect, query
 
 ROWS = "SELECT count(*), sum(quantity), md5(string_agg(id::text || ':' || note, ',' ORDER BY id)) FROM orders"
 
@@ -23,7 +23,7 @@ def site(workdir, image17, docker_client):
     """A database (data_root beside, not under, state_dir) with production and two branches, each holding
     rows of its own; `expected` maps every branch to its rows."""
     placement = {"state_dir": str(workdir / "state"), "data_root": str(workdir / "data"),
-                 "port_range": os.environ.get("BASEFUL_TEST_PORT_RANGE", "54400-54599")}
+                 "port_range": PORT_RANGE}
     ansible = Ansible(workdir, placement)
     try:
         name = f"sl{os.urandom(3).hex()}"
