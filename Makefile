@@ -26,7 +26,7 @@ XDIST = -n $(TEST_JOBS) --dist worksteal
 IMAGES = BASEFUL_IMAGE_17=$$(cat build/image-17) BASEFUL_IMAGE_15=$$(cat build/image-15) \
 	BASEFUL_IMAGE_18=$$(cat build/image-18) BASEFUL_IMAGE_17_HARDENED=$$(cat build/image-17-hardened)
 
-.PHONY: demo test deps images install unit integration reliability suites lint sanity molecule bench clean
+.PHONY: demo test deps images install unit integration reliability suites lint sanity molecule docs bench clean
 
 # Debian and Ubuntu ship the venv module apart (python3-venv); it is installed where it is missing.
 $(PYTHON):
@@ -99,7 +99,13 @@ reliability: images install
 suites: images install
 	$(IMAGES) $(PYTEST) -q -p no:cacheprovider $(XDIST) --durations=12 tests/integration tests/reliability
 
-test: unit lint sanity suites molecule
+test: unit lint sanity suites molecule docs
+
+# The documentation site (antsibull-docs and Sphinx): build/docs/build/html.
+docs: install
+	@[ -x $(VENV_BIN)/antsibull-docs ] && $(PYTHON) -c "import sphinx, sphinx_ansible_theme" 2>/dev/null \
+		|| $(PYTHON) -m pip install -q -r docs/requirements.txt
+	docs/build.sh
 
 bench: images install
 	@$(PYTHON) -c "import matplotlib" 2>/dev/null || $(PYTHON) -m pip install -q matplotlib

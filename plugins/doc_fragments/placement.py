@@ -44,6 +44,8 @@ options:
     description:
       - URL or Unix socket path of the Docker daemon, as in community.docker's modules.
       - If not given, the environment variable E(DOCKER_HOST) is used, else the default.
+      - 'The modules run on the Docker host: the daemon must see this host''s O(data_root), since branches are bind
+        mounts of it. A database is refused when it does not (a daemon on another machine or in a VM).'
     type: str
     default: unix:///var/run/docker.sock
     aliases:

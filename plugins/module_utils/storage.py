@@ -11,7 +11,8 @@ import os
 import shutil
 import subprocess
 import tempfile
-from typing import Optional, Tuple
+from contextlib import contextmanager
+from typing import Iterator, Optional, Tuple
 
 from ansible_collections.baseful.branching.plugins.module_utils.errors import CopyFailed
 from ansible_collections.baseful.branching.plugins.module_utils.secret import POSTGRES_UID
@@ -94,6 +95,26 @@ class HostStorage:
 
     def copy_tree(self, source: str, target: str, reflink: str) -> None:
         copy_tree(source, target, reflink)
+
+    @contextmanager
+    def probe_dir(self, root: str) -> Iterator[str]:
+        """A new directory of a unique name under `root` for the body; afterwards it is removed, and so are the
+        directories made for it (root and its missing parents), so that the probe leaves nothing."""
+        made, at = [], os.path.abspath(root)
+        while not os.path.lexists(at):
+            made.append(at)
+            at = os.path.dirname(at)
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        probe = tempfile.mkdtemp(dir=root, prefix=".baseful-probe-")
+        try:
+            yield probe
+        finally:
+            os.rmdir(probe)
+            for directory in made:  # deepest first; only while empty (another run may use it meanwhile)
+                try:
+                    os.rmdir(directory)
+                except OSError:
+                    break
 
     def forget_running_server(self, data_dir: str) -> None:
         """A file copy of a data directory must not claim its source's server runs in it."""

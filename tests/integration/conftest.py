@@ -88,7 +88,8 @@ class Ansible:
         self.placement = placement
 
     def play(self, tasks: List[dict], check: bool = False, diff: bool = False, verbosity: int = 0,
-             extra_env: Optional[Dict[str, str]] = None) -> List[dict]:
+             extra_env: Optional[Dict[str, str]] = None, wrapper: Optional[List[str]] = None) -> List[dict]:
+        """`wrapper`: a command that runs ansible-playbook (its arguments appended), as unshare does."""
         for task in tasks:
             task.setdefault("ignore_errors", True)
         playbook = [{"hosts": "localhost", "connection": "local", "gather_facts": False,
@@ -96,7 +97,7 @@ class Ansible:
                      "tasks": tasks}]
         path = self.workdir / f"play-{secrets.token_hex(4)}.yml"
         path.write_text(yaml.safe_dump(playbook))
-        command = ["ansible-playbook", "-i", "localhost,", str(path)]
+        command = [*(wrapper or []), "ansible-playbook", "-i", "localhost,", str(path)]
         command += ["--check"] if check else []
         command += ["--diff"] if diff else []
         command += ["-" + "v" * verbosity] if verbosity else []

@@ -144,3 +144,29 @@ def test_bad_database_names_are_refused_and_nothing_changes(ansible, name, image
 def test_docker_unreachable_is_one_clear_sentence(ansible, dbname, image17):
     result = ansible.run("database", name=dbname, image=image17, docker_host="unix:///nonexistent/docker.sock")
     assert result["failed"] and result["msg"].startswith("docker_host: Docker is not reachable at unix:///nonexistent")
+
+
+def test_a_daemon_that_does_not_see_data_root_is_refused_naming_docker_host(ansible, dbname, image17, docker_client,
+                                                                           workdir):
+    """The module runs where the Docker daemon's host does not have data_root as the module sees it, as with a
+    daemon on another machine or in a VM: here the module has a mount namespace of its own with a tmpfs over
+    data_root, which the daemon cannot see. Refused naming docker_host; nothing is made on either side."""
+    data_root = workdir / "not-on-the-daemons-host"
+    data_root.mkdir()
+    inside = workdir / "inside.txt"
+    # in the namespace: the tmpfs, the playbook, then what the module left in data_root as it sees it
+    wrapper = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+               'root=$0 seen=$1; shift; mount -t tmpfs tmpfs "$root" && "$@"; status=$?; ls -A "$root" > "$seen"; '
+               'exit $status',
+               str(data_root), str(inside)]
+    result = ansible.play([{"baseful.branching.database": {"name": dbname, "image": image17,
+                                                            "data_root": str(data_root)}}], wrapper=wrapper)[0]
+    assert result.get("failed"), result
+    assert result["msg"].startswith("docker_host: the Docker daemon does not see data_root "
+                                    f"{data_root}"), result["msg"]
+    assert inside.read_text() == ""  # the probe's directory is gone again, in the module's view
+    assert list(data_root.iterdir()) == []  # and in the daemon's
+    assert docker_client.containers.list(all=True, filters={"label": f"baseful.database={dbname}"}) == []
+    assert ansible.run("branch_info", data_root=str(data_root))["branches"] == []
+    made = ansible.run("database", name=dbname, image=image17, data_root=str(data_root))  # seen here: made
+    assert made["changed"] and not made.get("failed"), made.get("msg")

@@ -39,6 +39,7 @@ class FakeRuntime:
         self.calls: List[tuple] = []
         self.worker: Callable = basebackup_ok
         self.ready_fails = False
+        self.blind = False  # a daemon on another host: it does not see this host's data_root
         self.bound_elsewhere: set = set()  # ports another state_dir's container binds first (Docker refuses them)
         self._ids = itertools.count(1)
 
@@ -50,6 +51,11 @@ class FakeRuntime:
 
     def ensure_network(self, name: str) -> None:
         self.calls.append(("ensure_network", name))
+
+    def sees_path(self, image: str, path: str) -> bool:
+        self.calls.append(("sees_path", path))
+        return os.path.isdir(path) and not self.blind
+
 
     def create_container(self, spec: ContainerSpec, start: bool = True) -> str:
         if start and spec.port in self.bound_elsewhere:

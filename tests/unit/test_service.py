@@ -192,6 +192,19 @@ def test_a_chosen_port_another_state_dir_binds_first_moves_on_and_an_asked_one_i
     assert not os.path.exists(os.path.join(host["placement"].data_root, "inventory", "qa"))
 
 
+def test_a_daemon_that_does_not_see_data_root_is_refused_and_the_probe_leaves_nothing(host):
+    host["runtime"].blind = True
+    with pytest.raises(InputError, match="^docker_host: the Docker daemon does not see data_root"):
+        make_database(host)
+    assert not os.path.exists(host["placement"].data_root)  # the probe's directories are gone again
+    assert records(host) == [] and host["runtime"].containers == {}
+    host["runtime"].blind = False
+    make_database(host)
+    probes = [c[1] for c in host["runtime"].calls if c[0] == "sees_path"]
+    assert len(probes) == 2 and all(os.path.dirname(p) == host["placement"].data_root for p in probes)
+    assert sorted(os.listdir(host["placement"].data_root)) == ["inventory"]
+
+
 def test_a_copied_state_dir_on_the_same_data_root_expires_nothing_of_the_original(host):
     """A copy Y of state_dir X holds X's records; X still lives, so Y's sweep must leave X's branches alone."""
     make_database(host)

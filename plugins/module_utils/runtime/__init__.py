@@ -82,6 +82,9 @@ class Runtime(Protocol):
 
     def ensure_network(self, name: str) -> None: ...
 
+    def sees_path(self, image: str, path: str) -> bool:
+        """Whether the daemon finds `path` on its own host, as bind mounts of this host's paths need."""
+
     def create_container(self, spec: ContainerSpec, start: bool = True) -> str: ...
 
     def status(self, name_or_id: Optional[str]) -> str: ...  # model.RUNNING | STOPPED | MISSING

@@ -143,6 +143,21 @@ class DockerRuntime:
                     if error.status_code != 409:  # created meanwhile by a run on another host
                         raise
 
+    def sees_path(self, image: str, path: str) -> bool:
+        # Docker refuses to create a container whose bind mount's source its host lacks: a container is
+        # created and removed again, never started.
+        try:
+            probe = self.client.containers.create(
+                image, ["true"], entrypoint=[], network_mode="none",
+                mounts=[Mount("/baseful-probe", path, type="bind", read_only=True)] + self._volume_covers(image, []),
+                labels={MANAGED_BY: "baseful", LABEL_ROLE: PROBE_ROLE, **self.scope})
+        except APIError as error:
+            if "bind source path does not exist" in _explain(error):
+                return False
+            raise BranchingError(f"could not ask the Docker daemon whether it sees {path}: {_explain(error)}") from error
+        probe.remove(force=True, v=True)
+        return True
+
     # containers
 
     def create_container(self, spec: ContainerSpec, start: bool = True) -> str:

@@ -11,6 +11,7 @@ from typing import List, Optional
 
 from ansible_collections.baseful.branching.plugins.module_utils import plan as P
 from ansible_collections.baseful.branching.plugins.module_utils.copy import Endpoint
+from ansible_collections.baseful.branching.plugins.module_utils.errors import InputError
 from ansible_collections.baseful.branching.plugins.module_utils.faults import injection_point
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     CREATING,
@@ -63,6 +64,7 @@ class DatabaseLifecycle:
     def create(self, request: P.DatabaseRequest, password: Optional[str], source_url: Optional[str]):
         site, name = self.site, request.name
         pg_major = site.runtime.postgres_major(request.image)
+        self._refuse_a_daemon_blind_to_data_root(request.image)
         site.runtime.ensure_network(site.placement.network)
         record = DatabaseRecord(name, request.image, pg_major, request.user, site.secret_file(name), timestamp(now()),
                                 status=CREATING)
@@ -79,6 +81,19 @@ class DatabaseLifecycle:
             self.purge(name)  # this run's own half-made database: its records name every piece
             raise
         return site.store.database(name), branch, copy_result
+
+    def _refuse_a_daemon_blind_to_data_root(self, image: str) -> None:
+        """Branches are bind mounts of this host's data_root: a daemon elsewhere (another machine, a VM) would
+        mount whatever its own host has at that path. A directory of a unique name is made there and the
+        daemon asked whether it finds it."""
+        site = self.site
+        with site.storage.probe_dir(site.placement.data_root) as probe:
+            seen = site.runtime.sees_path(image, probe)
+        if not seen:
+            raise InputError("docker_host", f"the Docker daemon does not see data_root {site.placement.data_root} "
+                             "as this host has it (a directory made there is missing on the daemon's host), so it "
+                             "cannot mount the branches' data; run the modules on the Docker host itself, with "
+                             "docker_host its own daemon; nothing was changed")
 
     def purge(self, name: str) -> None:
         """Containers labelled for this database and state_dir, the data directories its branch records name,
