@@ -44,6 +44,12 @@ deps: $(PYTHON)
 	@command -v debootstrap >/dev/null && command -v mkfs.xfs >/dev/null && command -v mkfs.btrfs >/dev/null \
 		&& command -v crontab >/dev/null \
 		|| { apt-get update -qq && apt-get install -y -qq debootstrap xfsprogs btrfs-progs cron >/dev/null; }
+	@# openssh-server and sudo: the two-host inventory test reaches this machine over SSH and becomes root with
+	@# sudo. Installed without starting the ssh service (a policy-rc.d for the install only): the test runs its own.
+	@[ -x /usr/sbin/sshd ] && command -v sudo >/dev/null || { made=; [ -e /usr/sbin/policy-rc.d ] \
+		|| { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made=1; }; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server sudo >/dev/null; \
+		status=$$?; [ -z "$$made" ] || rm -f /usr/sbin/policy-rc.d; exit $$status; }
 
 images: deps
 	@for spec in 17 15 18 "17 hardened"; do \

@@ -146,8 +146,8 @@ def test_docker_unreachable_is_one_clear_sentence(ansible, dbname, image17):
     assert result["failed"] and result["msg"].startswith("docker_host: Docker is not reachable at unix:///nonexistent")
 
 
-def test_a_daemon_that_does_not_see_data_root_is_refused_naming_docker_host(ansible, dbname, image17, docker_client,
-                                                                           workdir):
+def test_a_daemon_that_does_not_see_data_root_is_refused_naming_docker_host(
+        ansible, dbname, image17, docker_client, workdir):
     """The module runs where the Docker daemon's host does not have data_root as the module sees it, as with a
     daemon on another machine or in a VM: here the module has a mount namespace of its own with a tmpfs over
     data_root, which the daemon cannot see. Refused naming docker_host; nothing is made on either side."""
@@ -159,8 +159,8 @@ def test_a_daemon_that_does_not_see_data_root_is_refused_naming_docker_host(ansi
                'root=$0 seen=$1; shift; mount -t tmpfs tmpfs "$root" && "$@"; status=$?; ls -A "$root" > "$seen"; '
                'exit $status',
                str(data_root), str(inside)]
-    result = ansible.play([{"baseful.branching.database": {"name": dbname, "image": image17,
-                                                            "data_root": str(data_root)}}], wrapper=wrapper)[0]
+    task = {"baseful.branching.database": {"name": dbname, "image": image17, "data_root": str(data_root)}}
+    result = ansible.play([task], wrapper=wrapper)[0]
     assert result.get("failed"), result
     assert result["msg"].startswith("docker_host: the Docker daemon does not see data_root "
                                     f"{data_root}"), result["msg"]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# ansible-test sanity on the working tree: ansible-test wants the collection under
-# ansible_collections/<namespace>/<name>, so the tracked and new files are copied there first.
+# ansible-test sanity, then ansible-test units, on the working tree: ansible-test wants the collection
+# under ansible_collections/<namespace>/<name>, so the tracked and new files are copied there first.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 root="$repo/build/sanity"
@@ -21,4 +21,6 @@ fi
 
 cd "$work"
 git init -q && git add -A
-ansible-test sanity --local --python "$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')" "$@"
+python="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+ansible-test sanity --local --python "$python" "$@"
+ansible-test units --local --python "$python"

@@ -2,7 +2,9 @@
 
 `ansible_collections.baseful.branching` must resolve to the repository itself, so at import time
 this file makes build/pytest-collections/ansible_collections/baseful/branching a symlink to the
-repository root and puts build/pytest-collections first on sys.path.
+repository root and puts build/pytest-collections first on sys.path. Where the tree already is
+ansible_collections/baseful/branching (ansible-test units runs from such a copy, with its own
+collection loader), there is nothing to do.
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ def _put_first_on_path() -> None:
         del sys.modules[name]  # anything imported earlier from elsewhere is forgotten
 
 
-_link_working_tree()
-_put_first_on_path()
+if REPO.parent.parent.name != "ansible_collections":
+    _link_working_tree()
+    _put_first_on_path()
 
 
 @pytest.fixture(scope="session")

@@ -56,7 +56,6 @@ class FakeRuntime:
         self.calls.append(("sees_path", path))
         return os.path.isdir(path) and not self.blind
 
-
     def create_container(self, spec: ContainerSpec, start: bool = True) -> str:
         if start and spec.port in self.bound_elsewhere:
             self.calls.append(("create_container refused", spec.branch, spec.port))

@@ -41,7 +41,7 @@ def test_documentation_matches_the_argument_spec(name):
 
 
 def test_the_fragment_file_is_generated_from_the_shared_declaration():
-    from fragment import FRAGMENT, fragment_text
+    from ansible_collections.baseful.branching.tests.unit.fragment import FRAGMENT, fragment_text
     assert FRAGMENT.read_text() == fragment_text(), "run python3 tests/unit/fragment.py"
 
 

@@ -10,13 +10,13 @@ import sqlite3
 from datetime import timedelta
 
 import pytest
-from fake_runtime import FakeRuntime
 
 from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, CopyFailed, InputError
 from ansible_collections.baseful.branching.plugins.module_utils.model import now, parse_port_range, timestamp
 from ansible_collections.baseful.branching.plugins.module_utils.plan import BranchRequest
 from ansible_collections.baseful.branching.plugins.module_utils.service import Placement, Service
 from ansible_collections.baseful.branching.plugins.module_utils.storage import HostStorage
+from ansible_collections.baseful.branching.tests.unit.fake_runtime import FakeRuntime
 
 
 class UnownedStorage(HostStorage):
