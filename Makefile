@@ -37,7 +37,7 @@ $(PYTHON):
 deps: $(PYTHON)
 	@$(PYTHON) -c "import ansible, docker, psycopg, pytest, xdist, hypothesis" 2>/dev/null \
 		&& [ -x $(VENV_BIN)/ansible-lint ] && [ -x $(VENV_BIN)/molecule ] && [ -x $(VENV_BIN)/shellcheck ] \
-		&& $(PYTHON) -c "import galaxy_importer" 2>/dev/null \
+		&& $(PYTHON) -c "import galaxy_importer" 2>/dev/null && [ -x $(VENV_BIN)/ansible-builder ] \
 		|| $(PYTHON) -m pip install -q -r requirements-test.txt
 	@# debootstrap builds the test images; xfsprogs and btrfs-progs make the reflink filesystems of the
 	@# snapshot tests and the benchmark; cron provides crontab for the expiry role.
@@ -87,6 +87,7 @@ lint: deps
 	ruff check plugins tests
 	antsibull-changelog lint
 	tests/galaxy/importer.sh
+	tests/galaxy/ee.sh
 
 molecule: images install
 	molecule reset >/dev/null  # its state under ~/.ansible/tmp must not make it skip prepare

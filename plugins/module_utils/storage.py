@@ -104,8 +104,14 @@ class HostStorage:
         while not os.path.lexists(at):
             made.append(at)
             at = os.path.dirname(at)
-        os.makedirs(root, mode=0o700, exist_ok=True)
-        probe = tempfile.mkdtemp(dir=root, prefix=".baseful-probe-")
+        for attempt in range(3):
+            os.makedirs(root, mode=0o700, exist_ok=True)
+            try:
+                probe = tempfile.mkdtemp(dir=root, prefix=".baseful-probe-")
+                break
+            except FileNotFoundError:  # another run's probe removed root just now: make it again
+                if attempt == 2:
+                    raise
         try:
             yield probe
         finally:
