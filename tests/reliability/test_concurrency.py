@@ -64,8 +64,9 @@ STATE_DIRS = 6
 
 def test_databases_of_several_state_dirs_made_at_once_share_one_new_network(workdir, image17, docker_client, tally):
     """Six state_dirs on one host (six teams, six playbooks) each make a database at the same moment, on a
-    network none of them has seen: every run succeeds and exactly one network of that name exists. (Docker's
-    own duplicate check races, and a name two networks share cannot be used.)"""
+    network none of them has seen and from one port range: every run succeeds, exactly one network of that
+    name exists (Docker's own duplicate check races, and a name two networks share cannot be used), and the
+    six production branches have six ports (a chosen port another run binds first moves on)."""
     network = f"bft-{secrets.token_hex(3)}"
     hosts = {f"team{n}": {"ansible_connection": "local", "team_state_dir": str(workdir / f"state{n}"),
                           "team_database": f"team{n}"} for n in range(STATE_DIRS)}
@@ -84,9 +85,12 @@ def test_databases_of_several_state_dirs_made_at_once_share_one_new_network(work
         results = json.loads(done.stdout[done.stdout.index("{"):])["plays"][0]["tasks"][0]["hosts"]
         failures = {host: r.get("msg") for host, r in results.items() if r.get("failed")}
         made = docker_client.networks.list(names=[network])
-        tally.record("concurrency", tried=0, held=0 if len(made) == 1 else len(made) - 1)  # a duplicate counts
+        ports = [r["branch"]["port"] for r in results.values() if not r.get("failed")]
+        # a duplicate network counts as a collision, and so does a port two teams were given
+        tally.record("concurrency", tried=0, held=max(len(made) - 1, 0) + len(ports) - len(set(ports)))
         assert not failures and done.returncode == 0, failures
         assert [n.name for n in made] == [network]
+        assert len(set(ports)) == STATE_DIRS, ports
     finally:
         _remove_containers_under(docker_client, str(workdir))
         for made_here in docker_client.networks.list(names=[network]):
