@@ -2,7 +2,8 @@
 # Copyright: contributors to baseful.branching
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """flock locks under <state_dir>/locks: one run at a time on a branch, a database kept from being removed
-under a branch operation, and a bounded number of copies from one source. The kernel drops a lock when
+under a branch operation, and a bounded number of copies from one source; and host_lock, one lock for every
+state_dir on the host, for what the Docker daemon holds for all of them. The kernel drops a lock when
 its process dies, so a killed run never leaves one held."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import tempfile
 import time
 from contextlib import contextmanager
 from typing import Iterator, List
@@ -91,3 +93,17 @@ def _lock_file(key: str) -> str:
 
 class LockBusy(BranchingError):
     """Another process holds the lock for longer than the caller would wait."""
+
+
+@contextmanager
+def host_lock(key: str) -> Iterator[None]:
+    """An flock on <tmp>/baseful-<key>.lock, shared by every user and state_dir on this host, for what the
+    Docker daemon holds for all of them (its networks). The file is opened read-only (flock needs no more),
+    so a lock file another user made serves as well."""
+    path = os.path.join(tempfile.gettempdir(), f"baseful-{key}.lock")
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

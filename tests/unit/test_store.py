@@ -11,6 +11,9 @@ import os
 import signal
 import sqlite3
 import stat
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from dataclasses import asdict, replace
@@ -20,6 +23,7 @@ import pytest
 from ansible_collections.baseful.branching.plugins.module_utils.errors import (
     BranchingError,
 )
+from ansible_collections.baseful.branching.plugins.module_utils.locks import host_lock
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     CREATING,
     RESETTING,
@@ -469,6 +473,30 @@ def test_the_kernel_drops_the_lock_of_a_killed_process(store, state_dir):
     assert holder.exitcode == -signal.SIGKILL
     with store.lock("inventory", timeout=2):
         pass
+
+
+def test_the_host_lock_is_one_for_every_state_dir_and_user(tmp_path, monkeypatch):
+    """The lock Docker-wide work takes (the network): another process waits while it is held, and a lock file
+    someone else made, read-only to us, serves as well. (The other process is a new program, not a fork: a
+    fork would share this process's lock.)"""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+    taker = ("import sys; sys.path[:0] = sys.argv[2:]; "
+             "from ansible_collections.baseful.branching.plugins.module_utils.locks import host_lock\n"
+             "with host_lock(sys.argv[1]): print('taken')")
+    try:
+        key = f"network-test-{os.getpid()}"
+        with host_lock(key):
+            waiting = subprocess.Popen([sys.executable, "-c", taker, key, *sys.path], stdout=subprocess.PIPE, text=True)
+            time.sleep(0.5)
+            assert waiting.poll() is None  # held here, so the other process waits
+        assert waiting.communicate(timeout=10)[0] == "taken\n"
+        path = tmp_path / f"baseful-{key}.lock"
+        path.chmod(0o444)
+        with host_lock(key):
+            pass
+    finally:
+        tempfile.tempdir = None
 
 
 def test_slots_admit_that_many_holders_and_make_the_next_wait(tmp_path):

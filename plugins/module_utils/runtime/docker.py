@@ -6,10 +6,7 @@ SQLite or planning; returns neutral values, never an SDK object."""
 
 from __future__ import annotations
 
-import fcntl
-import os
 import re
-import tempfile
 import time
 from contextlib import contextmanager
 from typing import Dict, Iterator, List, Optional, Tuple
@@ -20,6 +17,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.errors import (
     PortTaken,
 )
 from ansible_collections.baseful.branching.plugins.module_utils.faults import injection_point
+from ansible_collections.baseful.branching.plugins.module_utils.locks import host_lock
 from ansible_collections.baseful.branching.plugins.module_utils.model import MISSING, RUNNING, STOPPED
 from ansible_collections.baseful.branching.plugins.module_utils.runtime import (
     BRANCH_ROLE,
@@ -134,7 +132,7 @@ class DockerRuntime:
         # The daemon's own duplicate check races (two creates at once both succeed, even with
         # check_duplicate, before API 1.44), and a name that matches two networks can no longer be used:
         # runs from different state_dirs on one host take turns on a lock that belongs to no state_dir.
-        with _host_lock(f"network-{name}"):
+        with host_lock(f"network-{name}"):
             if not self.client.networks.list(names=[name]):
                 try:
                     self.client.networks.create(name, driver="bridge", labels={MANAGED_BY: "baseful"},
@@ -343,16 +341,3 @@ def _refuse_taken_port(error: Exception, port: int) -> None:
     if "address already in use" in explanation or "port is already allocated" in explanation:
         raise PortTaken(port, f"{port} is taken by another process on the host, so the branch cannot start "
                         "on it; stop that process or move the branch with port: <another free port>") from error
-
-
-@contextmanager
-def _host_lock(key: str) -> Iterator[None]:
-    """An flock on <tmp>/baseful-<key>.lock, shared by every user and state_dir on this host: the file is
-    opened read-only (flock needs no more), so a lock file another user made serves as well."""
-    path = os.path.join(tempfile.gettempdir(), f"baseful-{key}.lock")
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
