@@ -101,8 +101,12 @@ class Ansible:
         command += ["--check"] if check else []
         command += ["--diff"] if diff else []
         command += ["-" + "v" * verbosity] if verbosity else []
+        # ANSIBLE_ASYNC_DIR spelled out: where HOME is not the user's home in the password database (a fresh
+        # HOME, as the README's commands are checked with), ansible-core 2.19's async wrapper writes under
+        # HOME while async_status looks under the other, and every async task reports "could not find job".
         env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_NOCOLOR="1",
-                   ANSIBLE_PYTHON_INTERPRETER=shutil.which("python3"), **(extra_env or {}))
+                   ANSIBLE_PYTHON_INTERPRETER=shutil.which("python3"),
+                   ANSIBLE_ASYNC_DIR=os.path.join(os.path.expanduser("~"), ".ansible_async"), **(extra_env or {}))
         env.pop("ANSIBLE_CALLBACK_RESULT_FORMAT", None)
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
         self.last_output = done.stdout + done.stderr
