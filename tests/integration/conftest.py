@@ -80,6 +80,23 @@ def docker_client():
     return docker.from_env()
 
 
+def playbook_env(**extra: str) -> Dict[str, str]:
+    """The environment every ansible-playbook of the suites runs in: ansible.builtin.json's report on stdout,
+    and the suite's own Python (it has the Docker SDK) for the modules. ANSIBLE_ASYNC_DIR is spelled out:
+    where HOME is not the user's home in the password database (a fresh HOME, as the README's commands are
+    checked with), ansible-core 2.19's async wrapper writes under HOME while async_status looks under the
+    other, and every async task reports "could not find job"."""
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_PYTHON_INTERPRETER=shutil.which("python3"),
+               ANSIBLE_ASYNC_DIR=os.path.join(os.path.expanduser("~"), ".ansible_async"), **extra)
+    env.pop("ANSIBLE_CALLBACK_RESULT_FORMAT", None)
+    return env
+
+
+def json_report(stdout: str) -> dict:
+    """ansible.builtin.json's report, after whatever warnings ansible-playbook printed before it."""
+    return json.loads(stdout[stdout.index("{"):])
+
+
 class Ansible:
     """Runs tasks in a one-play playbook on localhost and returns each task's result."""
 
@@ -101,17 +118,11 @@ class Ansible:
         command += ["--check"] if check else []
         command += ["--diff"] if diff else []
         command += ["-" + "v" * verbosity] if verbosity else []
-        # ANSIBLE_ASYNC_DIR spelled out: where HOME is not the user's home in the password database (a fresh
-        # HOME, as the README's commands are checked with), ansible-core 2.19's async wrapper writes under
-        # HOME while async_status looks under the other, and every async task reports "could not find job".
-        env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_NOCOLOR="1",
-                   ANSIBLE_PYTHON_INTERPRETER=shutil.which("python3"),
-                   ANSIBLE_ASYNC_DIR=os.path.join(os.path.expanduser("~"), ".ansible_async"), **(extra_env or {}))
-        env.pop("ANSIBLE_CALLBACK_RESULT_FORMAT", None)
+        env = playbook_env(ANSIBLE_NOCOLOR="1", **(extra_env or {}))
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
         self.last_output = done.stdout + done.stderr
         try:
-            report = json.loads(done.stdout[done.stdout.index("{"):])
+            report = json_report(done.stdout)
         except ValueError:
             raise AssertionError(f"ansible-playbook gave no JSON:\n{self.last_output[-3000:]}") from None
         return [task["hosts"]["localhost"] for task in report["plays"][0]["tasks"]]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import PORTS, WORKER, query
+from conftest import PORTS, WORKER, json_report, playbook_env, query
 
 HOSTS = ("dock-a", "dock-b")
 
@@ -82,12 +82,12 @@ def ssh_options(port: int, key: Path) -> list:
 
 
 def provision(workdir: Path, inventory: Path, check: bool = False) -> dict:
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_HOST_KEY_CHECKING="False")
+    env = playbook_env(ANSIBLE_HOST_KEY_CHECKING="False")  # the inventory's interpreter wins over the env's
     command = ["ansible-playbook", "baseful.branching.provision", "-i", str(inventory), "-f", "2",
                "-e", "baseful_hosts=dbhosts", "-e", "baseful_become=true", *(["--check"] if check else [])]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False, cwd=workdir)
     assert "{" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
-    report = json.loads(done.stdout[done.stdout.index("{"):])
+    report = json_report(done.stdout)
     assert done.returncode == 0, json.dumps(report["stats"]) + done.stdout[-3000:]
     return report
 

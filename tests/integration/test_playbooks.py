@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import shutil
 import stat
 import subprocess
 import time
 
 import pytest
 
-from conftest import connect, query
+from conftest import connect, json_report, playbook_env, query
 
 
 def playbook(name: str, *extra: str, env=None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_PYTHON_INTERPRETER=shutil.which("python3"),
-               **(env or {}))
-    return subprocess.run(["ansible-playbook", name, *extra], env=env, capture_output=True, text=True, check=False,
-                          timeout=600)
+    return subprocess.run(["ansible-playbook", name, *extra], env=playbook_env(**(env or {})), capture_output=True,
+                          text=True, check=False, timeout=600)
 
 
 def task_results(done: subprocess.CompletedProcess) -> dict:
-    report = json.loads(done.stdout[done.stdout.index("{"):])
+    report = json_report(done.stdout)
     return {task["task"]["name"]: task["hosts"]["localhost"] for task in report["plays"][0]["tasks"]}
 
 
@@ -41,7 +37,7 @@ def test_branch_playbook_prints_the_url_and_writes_an_env_file(database, dbname,
     assert "pr-1234" in shown and url.rsplit(":", 1)[1].split("/")[0] in shown
 
     again = playbook("baseful.branching.branch", *args)
-    stats = json.loads(again.stdout[again.stdout.index("{"):])["stats"]["localhost"]
+    stats = json_report(again.stdout)["stats"]["localhost"]
     assert again.returncode == 0 and stats["changed"] == 0
 
     refused = playbook("baseful.branching.branch", "-e", f"database={dbname}", "-e", "name=production",

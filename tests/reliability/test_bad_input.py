@@ -10,9 +10,7 @@ a few ansible-playbook runs."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -22,7 +20,7 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from conftest import PORTS, snapshot
+from conftest import PORTS, json_report, playbook_env, snapshot
 
 HOSTS = 3  # local hosts the cases are spread over, run in parallel
 EXAMPLES = 3  # generated values per parameter, on top of the fixed hostile ones (each case costs a module run)
@@ -318,11 +316,10 @@ def play_spread(placement: dict, workdir, tasks: list) -> dict:
     playbook = [{"hosts": "all", "gather_facts": False, "strategy": "free",
                  "module_defaults": {"group/baseful.branching.branching": placement}, "tasks": tasks}]
     (workdir / "matrix.yml").write_text(yaml.safe_dump(playbook))
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_PYTHON_INTERPRETER=shutil.which("python3"))
     done = subprocess.run(["ansible-playbook", "-i", str(workdir / "spread.yml"), "-f", str(HOSTS), str(workdir / "matrix.yml")],
-                          env=env, capture_output=True, text=True, timeout=1800, check=False)
+                          env=playbook_env(), capture_output=True, text=True, timeout=1800, check=False)
     assert "{" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
-    return json.loads(done.stdout[done.stdout.index("{"):])
+    return json_report(done.stdout)
 
 
 def reported(report: dict, suffix: str = "") -> dict:

@@ -4,17 +4,14 @@ Five rounds, each on a fresh database."""
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
-import shutil
 import sqlite3
 import subprocess
 
 import pytest
 import yaml
 
-from conftest import PORT_RANGE, _remove_containers_under
+from conftest import PORT_RANGE, _remove_containers_under, json_report, playbook_env
 
 FORKS = 8
 ROUNDS = 5
@@ -32,13 +29,13 @@ def test_parallel_forks_and_a_concurrent_switch(ansible, database, dbname, place
     (workdir / "create.yml").write_text(yaml.safe_dump(create))
     (workdir / "switch.yml").write_text(yaml.safe_dump(switch))
     tally.record("concurrency", tried=FORKS + 1, held=0)
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_PYTHON_INTERPRETER=shutil.which("python3"))
+    env = playbook_env()
     forks = subprocess.Popen(["ansible-playbook", "-i", str(workdir / "forks.yml"), "-f", str(FORKS),
                               str(workdir / "create.yml")], env=env, stdout=subprocess.PIPE, text=True)
     switched = subprocess.run(["ansible-playbook", "-i", "localhost,", str(workdir / "switch.yml")], env=env,
                               capture_output=True, text=True, check=False)
     out, _err = forks.communicate(timeout=600)
-    results = json.loads(out[out.index("{"):])["plays"][0]["tasks"][0]["hosts"]
+    results = json_report(out)["plays"][0]["tasks"][0]["hosts"]
     failures = {host: r.get("msg") for host, r in results.items() if r.get("failed")}
     assert forks.returncode == 0 and not failures, failures
     assert switched.returncode == 0, switched.stdout[-2000:]
@@ -76,13 +73,13 @@ def test_databases_of_several_state_dirs_made_at_once_share_one_new_network(work
                  "name": "{{ team_database }}", "image": image17, "state_dir": "{{ team_state_dir }}",
                  "network": network, "port_range": PORT_RANGE}}]}]
     (workdir / "teams-play.yml").write_text(yaml.safe_dump(play))
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_PYTHON_INTERPRETER=shutil.which("python3"))
+    env = playbook_env()
     tally.record("concurrency", tried=STATE_DIRS, held=0)
     try:
         done = subprocess.run(["ansible-playbook", "-i", str(workdir / "teams.yml"), "-f", str(STATE_DIRS),
                                str(workdir / "teams-play.yml")], env=env, capture_output=True, text=True, timeout=600,
                               check=False)
-        results = json.loads(done.stdout[done.stdout.index("{"):])["plays"][0]["tasks"][0]["hosts"]
+        results = json_report(done.stdout)["plays"][0]["tasks"][0]["hosts"]
         failures = {host: r.get("msg") for host, r in results.items() if r.get("failed")}
         made = docker_client.networks.list(names=[network])
         ports = [r["branch"]["port"] for r in results.values() if not r.get("failed")]

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 import yaml
 
-from conftest import PORT_RANGE, _remove_containers_under, query
+from conftest import PORT_RANGE, _remove_containers_under, json_report, query
 
 
 def walk(value, path=""):
@@ -68,7 +68,7 @@ def lifecycle(docker_client, image17):
         env_json = dict(env, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
         quiet = subprocess.run(["ansible-playbook", "-i", "localhost,", "--diff", str(workdir / "play.yml")],
                                env=env_json, capture_output=True, text=True, check=True)
-        results = [t["hosts"]["localhost"] for t in json.loads(quiet.stdout[quiet.stdout.index("{"):])["plays"][0]["tasks"]]
+        results = [t["hosts"]["localhost"] for t in json_report(quiet.stdout)["plays"][0]["tasks"]]
         secrets_dir = workdir / "state" / "secrets"
         passwords = {p.stem: p.read_text() for p in secrets_dir.iterdir()}
         containers = docker_client.containers.list(all=True, filters={"label": "managed-by=baseful"}, ignore_removed=True)
