@@ -24,7 +24,8 @@ TEST_JOBS ?= $(shell echo $$(( $$(nproc) + 1 )))
 XDIST = -n $(TEST_JOBS) --dist worksteal
 # The images `make images` chose, for the suites.
 IMAGES = BASEFUL_IMAGE_17=$$(cat build/image-17) BASEFUL_IMAGE_15=$$(cat build/image-15) \
-	BASEFUL_IMAGE_18=$$(cat build/image-18) BASEFUL_IMAGE_17_HARDENED=$$(cat build/image-17-hardened)
+	BASEFUL_IMAGE_18=$$(cat build/image-18) BASEFUL_IMAGE_17_HARDENED=$$(cat build/image-17-hardened) \
+	BASEFUL_ENDPOINT_IMAGE=$$(cat build/image-pgbouncer)
 
 .PHONY: demo test deps images install unit integration reliability suites lint sanity molecule docs bench clean
 
@@ -52,12 +53,13 @@ deps: $(PYTHON)
 		status=$$?; [ -z "$$made" ] || rm -f /usr/sbin/policy-rc.d; exit $$status; }
 
 images: deps
-	@for spec in 17 15 18 "17 hardened"; do \
+	@for spec in 17 15 18 "17 hardened" pgbouncer; do \
 		name=$$(echo $$spec | tr ' ' -); \
 		tests/images/ensure.sh $$spec > build/image-$$name 2>build/image-$$name.log \
 			|| { cat build/image-$$name.log; exit 1; }; \
 	done
-	@echo "images: $$(cat build/image-17) $$(cat build/image-15) $$(cat build/image-18) $$(cat build/image-17-hardened)"
+	@echo "images: $$(cat build/image-17) $$(cat build/image-15) $$(cat build/image-18) $$(cat build/image-17-hardened)" \
+		"$$(cat build/image-pgbouncer)"
 
 build:
 	@mkdir -p build
@@ -74,7 +76,9 @@ install: deps
 demo: deps install
 	@image=$$(tests/images/ensure.sh 18 2>build/image-18.log) || { cat build/image-18.log; exit 1; }; \
 	case "$$image" in baseful/*) image=baseful/postgres:18-debian ;; esac; \
-	ansible-playbook demo/demo.yml -e baseful_demo_image=$$image
+	endpoint=$$(tests/images/ensure.sh pgbouncer 2>build/image-pgbouncer.log) || { cat build/image-pgbouncer.log; exit 1; }; \
+	case "$$endpoint" in baseful/*) endpoint=baseful/pgbouncer:trixie ;; esac; \
+	ansible-playbook demo/demo.yml -e baseful_demo_image=$$image -e baseful_demo_endpoint_image=$$endpoint
 
 unit: deps
 	$(PYTEST) -q tests/unit
@@ -91,7 +95,7 @@ lint: deps
 
 molecule: images install
 	molecule reset >/dev/null  # its state under ~/.ansible/tmp must not make it skip prepare
-	BASEFUL_IMAGE_17=$$(cat build/image-17) molecule test
+	BASEFUL_IMAGE_17=$$(cat build/image-17) BASEFUL_ENDPOINT_IMAGE=$$(cat build/image-pgbouncer) molecule test
 
 integration: images install
 	$(IMAGES) $(PYTEST) -q -x $(XDIST) --durations=8 tests/integration

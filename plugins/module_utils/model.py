@@ -84,13 +84,15 @@ def validate_docker_options(docker_host, api_version, timeout) -> None:
         raise InputError("timeout", f"{timeout!r} is not a number of seconds from 1 to 86400")
 
 
-def validate_image(value) -> None:
+def validate_image(value, parameter: str = "image") -> None:
     # The reference grammar is Docker's to judge (it answers 'invalid reference format'); here only what
     # no reference allows, and what the Docker SDK would not even send (an empty one).
     if not isinstance(value, str) or not value or len(value) > IMAGE_MAX_LENGTH \
             or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
-        raise InputError("image", f"{value!r} is not an image reference; use a name such as postgres:17 or "
-                         f"registry.example.com/team/postgres:17 (at most {IMAGE_MAX_LENGTH} characters, no spaces)")
+        example = "postgres:17" if parameter == "image" else "ghcr.io/cloudnative-pg/pgbouncer:1.25.2"
+        raise InputError(parameter, f"{value!r} is not an image reference; use a name such as {example} or "
+                         f"registry.example.com/team/{example.rpartition('/')[2]} (at most {IMAGE_MAX_LENGTH} "
+                         "characters, no spaces)")
 
 
 def validate_password(value: Optional[str]) -> None:
@@ -164,9 +166,9 @@ def parse_port_range(value: str) -> PortRange:
     raise InputError("port_range", f"{value!r} is not a port range; use LOW-HIGH with 1024 <= LOW <= HIGH <= 65535")
 
 
-def validate_port(port: Optional[int], ports: PortRange) -> Optional[int]:
+def validate_port(port: Optional[int], ports: PortRange, parameter: str = "port") -> Optional[int]:
     if port is not None and port not in ports:
-        raise InputError("port", f"{port} is outside port_range {ports}")
+        raise InputError(parameter, f"{port} is outside port_range {ports}")
     return port
 
 
@@ -221,6 +223,10 @@ class DatabaseRecord:
     password_file: str
     created_at: str
     status: str = "ready"  # creating | ready | deleting
+    # Its endpoint (endpoint/): the pooler's pinned host port, image and container name; no port, no endpoint.
+    endpoint_port: Optional[int] = None
+    endpoint_image: Optional[str] = None
+    endpoint_container: Optional[str] = None
 
 
 @dataclass
@@ -271,6 +277,7 @@ class BranchView:
     size_bytes: Optional[int] = None
     data_dir_exists: bool = True
     copy_progress: Optional[dict] = None
+    endpoint_url: Optional[str] = None  # this branch through its database's endpoint, where it has one
     extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:

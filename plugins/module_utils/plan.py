@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import List, Optional
 
+from ansible_collections.baseful.branching.plugins.module_utils.endpoint.config import DEFAULT_ENDPOINT_IMAGE
 from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     CREATING,
@@ -43,6 +44,11 @@ DELETE = "delete"
 CREATE_DATABASE = "create_database"
 CREATE_BRANCH = "create_branch"  # its production branch
 DELETE_DATABASE = "delete_database"
+# A database's endpoint's.
+CREATE_ENDPOINT = "create_endpoint"
+RECREATE_ENDPOINT = "recreate_endpoint"  # removed or killed by hand (repaired on its pinned port), or asked to move
+START_ENDPOINT = "start_endpoint"
+REMOVE_ENDPOINT = "remove_endpoint"
 
 
 @dataclass(frozen=True)
@@ -260,3 +266,42 @@ def plan_database(request: DatabaseRequest, record: Optional[DatabaseRecord], pr
                              "nor data_root has a record of it; nothing was changed. Restore it from a backup, "
                              "or remove the database (state: absent) to start again")
     return Plan()
+
+
+@dataclass(frozen=True)
+class EndpointRequest:
+    enabled: bool = True
+    port: Optional[int] = None  # None: the recorded one, else allocated from port_range
+    image: str = DEFAULT_ENDPOINT_IMAGE
+
+
+DEFAULT_ENDPOINT = EndpointRequest()
+NO_ENDPOINT = EndpointRequest(enabled=False)
+
+
+def plan_endpoint(request: EndpointRequest, record: DatabaseRecord, container_status: str) -> List[str]:
+    """The endpoint's actions for a ready database: made, moved to another port or image, repaired on its pinned
+    port when its container is gone, started when it was stopped, or removed."""
+    recorded = record.endpoint_port is not None
+    if not request.enabled:
+        return [REMOVE_ENDPOINT] if recorded or record.endpoint_container else []
+    if not recorded:
+        return [CREATE_ENDPOINT]
+    moved = request.port not in (None, record.endpoint_port) or request.image != record.endpoint_image
+    if moved or container_status == MISSING:
+        return [RECREATE_ENDPOINT]
+    if container_status == STOPPED:
+        return [START_ENDPOINT]
+    return []
+
+
+def endpoint_diff(record: Optional[DatabaseRecord], request: Optional[EndpointRequest] = None) -> Optional[dict]:
+    """The endpoint as --diff shows it: the record's, or what `request` makes of it."""
+    if request is not None:
+        if not request.enabled:
+            return None
+        port = request.port if request.port is not None else (record.endpoint_port if record else None)
+        return {"port": port, "image": request.image}
+    if record is None or record.endpoint_port is None:
+        return None
+    return {"port": record.endpoint_port, "image": record.endpoint_image}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from typing import List
 
 from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError
 
@@ -68,6 +69,27 @@ MIGRATIONS = (
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     INSERT INTO meta (key, value) VALUES ('store_id', lower(hex(randomblob(16))));
     """,
+    # 4: a database's endpoint (its PgBouncer): image, container and pinned port. A port is one record's
+    # only, a branch's or an endpoint's: the triggers extend the branches' UNIQUE(port) across both tables,
+    # with the message of that constraint, so allocation moves on to the next port either way.
+    """
+    ALTER TABLE databases ADD COLUMN endpoint_port INTEGER;
+    ALTER TABLE databases ADD COLUMN endpoint_image TEXT;
+    ALTER TABLE databases ADD COLUMN endpoint_container TEXT;
+    CREATE UNIQUE INDEX one_endpoint_per_port ON databases (endpoint_port) WHERE endpoint_port IS NOT NULL;
+    """ + "".join(f"""
+    CREATE TRIGGER {name} BEFORE {event} WHEN {when}
+    BEGIN SELECT RAISE(ABORT, 'UNIQUE constraint failed: {column}'); END;
+    """ for name, event, when, column in (
+        ("branch_port_not_an_endpoints", "INSERT ON branches",
+         "EXISTS (SELECT 1 FROM databases WHERE endpoint_port = NEW.port)", "branches.port"),
+        ("branch_port_moves_not_onto_an_endpoint", "UPDATE OF port ON branches",
+         "EXISTS (SELECT 1 FROM databases WHERE endpoint_port = NEW.port)", "branches.port"),
+        ("endpoint_port_not_a_branchs", "INSERT ON databases",
+         "EXISTS (SELECT 1 FROM branches WHERE port = NEW.endpoint_port)", "databases.endpoint_port"),
+        ("endpoint_port_moves_not_onto_a_branch", "UPDATE OF endpoint_port ON databases",
+         "EXISTS (SELECT 1 FROM branches WHERE port = NEW.endpoint_port)", "databases.endpoint_port"),
+    )),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -96,6 +118,18 @@ def enable_wal(connection: sqlite3.Connection) -> None:
             time.sleep(0.02)
 
 
+def _statements(script: str) -> List[str]:
+    """The statements of a script, whole: a trigger's body holds semicolons of its own."""
+    statements, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending.strip())
+            pending = ""
+    return statements
+
+
 def migrate(connection: sqlite3.Connection) -> int:
     """Bring the schema to SCHEMA_VERSION in place; returns the version found."""
     found = check_version(connection)
@@ -104,8 +138,7 @@ def migrate(connection: sqlite3.Connection) -> int:
             connection.execute("BEGIN IMMEDIATE")
             if connection.execute("PRAGMA user_version").fetchone()[0] != version:
                 continue  # another process migrated meanwhile
-            for statement in MIGRATIONS[version].split(";"):
-                if statement.strip():
-                    connection.execute(statement)
+            for statement in _statements(MIGRATIONS[version]):
+                connection.execute(statement)
             connection.execute(f"PRAGMA user_version = {version + 1}")
     return found

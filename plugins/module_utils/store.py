@@ -181,7 +181,20 @@ class Store:
         return row["name"] if row else None
 
     def used_ports(self) -> List[int]:
-        return [r[0] for r in self.db.execute("SELECT port FROM branches")]
+        return [r[0] for r in self.db.execute(
+            "SELECT port FROM branches UNION SELECT endpoint_port FROM databases WHERE endpoint_port IS NOT NULL")]
+
+    def set_endpoint(self, database: str, **values) -> None:
+        """The endpoint's columns of a database record (endpoint_port, endpoint_image, endpoint_container)."""
+        assignments = ", ".join(f"{column} = :{column}" for column in values)
+        with self.transaction() as db:
+            db.execute(f"UPDATE databases SET {assignments} WHERE name = :_name", dict(values, _name=database))
+        self._database_changed(database)
+
+    def reserve_endpoint_port(self, database: str, candidate_ports: Iterable[int], **values) -> int:
+        """Records the endpoint on the first candidate port that no branch or other endpoint holds."""
+        return self._first_port_held(
+            candidate_ports, lambda port: self.set_endpoint(database, endpoint_port=port, **values), None)
 
     def reserve_branch(self, record: BranchRecord, candidate_ports: Iterable[int]) -> BranchRecord:
         """Insert a 'creating' record holding the first candidate port no other record holds."""
@@ -193,16 +206,25 @@ class Store:
         return self._first_port_held(
             candidate_ports, lambda port: self.update_branch(record.database, record.name, port=port), record)
 
-    def _first_port_held(self, candidate_ports: Iterable[int], hold, record: BranchRecord) -> BranchRecord:
-        """`hold(port)` for each candidate until one is no other record's (the UNIQUE(port) constraint decides)."""
+    def _first_port_held(self, candidate_ports: Iterable[int], hold, record: Optional[BranchRecord]):
+        """`hold(port)` for each candidate until one is no other record's (the UNIQUE(port) constraint and the
+        triggers that extend it to endpoints decide); the record on it, or the port where there is no record."""
         for port in candidate_ports:
             try:
                 hold(port)
-                return replace(record, port=port)
+                return replace(record, port=port) if record is not None else port
             except sqlite3.IntegrityError as error:
-                if "branches.port" not in str(error):
+                if "branches.port" not in str(error) and "endpoint_port" not in str(error):
                     raise
         raise BranchingError("port_range: no free port is left in the range; widen port_range or delete branches")
+
+    def port_holder(self, port: int) -> Optional[str]:
+        """What records `port`: 'branch <name> of database <db>' or 'the endpoint of database <db>'."""
+        row = self.db.execute("SELECT database, name FROM branches WHERE port = ?", (port,)).fetchone()
+        if row:
+            return f"branch {row['name']!r} of database {row['database']!r}"
+        row = self.db.execute("SELECT name FROM databases WHERE endpoint_port = ?", (port,)).fetchone()
+        return f"the endpoint of database {row['name']!r}" if row else None
 
     def insert_branch(self, record: BranchRecord) -> None:
         with self.transaction() as db:

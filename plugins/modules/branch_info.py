@@ -56,6 +56,19 @@ branches:
   sample:
     - {name: production, database: inventory, status: running, is_default: true, protected: true, port: 54320,
        url: "postgresql://postgres:********@127.0.0.1:54320/inventory"}
+endpoints:
+  description:
+    - The endpoint of each database listed that has one, as Docker and its configuration have it now.
+    - C(status) is its container's (running, stopped, missing); C(routes) maps each database name a client may
+      give the endpoint to the branch it reaches (null where that branch is stopped); C(in_sync) says whether the
+      routes are those the records call for (false after a run was killed half-way; the next apply repairs it).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {database: inventory, host: 127.0.0.1, port: 54321, status: running, in_sync: true,
+       url: "postgresql://postgres:********@127.0.0.1:54321/inventory",
+       routes: {inventory: production, inventory.production: production, inventory.feature: feature}}
 actions:
   description: Always empty; the module changes nothing.
   returned: always

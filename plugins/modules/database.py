@@ -62,6 +62,31 @@ options:
       - Objects land owned by O(user); roles of the external server are not copied.
       - Used only when the database is created.
     type: str
+  endpoint:
+    description:
+      - Whether the database has an endpoint, a PgBouncer container (C(baseful-<name>-endpoint-<random>)) on one
+        stable port through which the database's name reaches its default branch and C(<name>.<branch>) reaches
+        each branch. A switch of the default branch (M(baseful.branching.branch) O(baseful.branching.branch#module:state=default))
+        repoints it online, so an application configured once with RV(database.endpoint.url) follows every switch.
+      - V(false) on an existing database removes its endpoint; its branches are not touched.
+      - See the endpoint guide (docs/endpoint.md) for routes, pooling and the switch.
+    type: bool
+    default: true
+  endpoint_port:
+    description:
+      - Host port of the endpoint, published on O(bind_address). Allocated from O(port_range) if omitted, and then
+        pinned in the record, so it survives restarts and repairs. Changing it moves the endpoint.
+    type: int
+  endpoint_image:
+    description:
+      - Image of the endpoint. Any image with C(pgbouncer) 1.21 or later on its PATH serves; the collection sets its
+        entry point, command and a non-root user and mounts its own configuration read-only.
+      - When it is neither on the Docker host nor can be pulled, the database is refused and nothing is created;
+        give an image the host has, or O(endpoint=false).
+      - If not given, the environment variable E(BASEFUL_ENDPOINT_IMAGE) is used (a mirror of the default in a
+        registry of your own), else the default, CloudNativePG's PgBouncer image.
+    type: str
+    default: ghcr.io/cloudnative-pg/pgbouncer:1.25.2
 seealso:
   - module: baseful.branching.branch
   - module: baseful.branching.branch_info
@@ -115,8 +140,33 @@ database:
       description: Names of its branches.
       type: list
       elements: str
+    endpoint:
+      description:
+        - The database's endpoint; null when O(endpoint=false).
+        - C(url) reaches the default branch, whichever it is; C(status) is its container's (running, stopped, missing).
+      type: dict
+      contains:
+        host:
+          description: Address a client on the Docker host dials.
+          type: str
+        port:
+          description: The endpoint's pinned host port.
+          type: int
+        url:
+          description: Connection URL of the default branch through the endpoint.
+          type: str
+        status:
+          description: The endpoint container's status.
+          type: str
+        container_name:
+          description: The endpoint's container.
+          type: str
+        image:
+          description: The endpoint's image.
+          type: str
   sample: {name: inventory, image: "postgres:17", pg_major: 17, user: postgres, default_branch: production,
-           branches: [production]}
+           branches: [production], endpoint: {host: 127.0.0.1, port: 54321, status: running,
+           url: "postgresql://postgres:...@127.0.0.1:54321/inventory"}}
 branch:
   description: The production branch, when it was created or repaired; the fields are those of M(baseful.branching.branch).
   returned: when the production branch was created or repaired
@@ -128,9 +178,11 @@ copy_result:
   sample: {method: dump, seconds: 1.42, bytes: 48211968, ready_seconds: 2.9}
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.baseful.branching.plugins.module_utils.common import run, shared_argument_spec
+from ansible_collections.baseful.branching.plugins.module_utils.endpoint.config import DEFAULT_ENDPOINT_IMAGE
+from ansible_collections.baseful.branching.plugins.module_utils.plan import EndpointRequest
 
 # The module's options; a unit test holds DOCUMENTATION to them.
 ARGUMENT_SPEC = shared_argument_spec(
@@ -140,6 +192,9 @@ ARGUMENT_SPEC = shared_argument_spec(
     user=dict(type="str", default="postgres"),
     password=dict(type="str", no_log=True),
     source_url=dict(type="str", no_log=True),
+    endpoint=dict(type="bool", default=True),
+    endpoint_port=dict(type="int"),
+    endpoint_image=dict(type="str", default=DEFAULT_ENDPOINT_IMAGE, fallback=(env_fallback, ["BASEFUL_ENDPOINT_IMAGE"])),
 )
 
 
@@ -149,8 +204,9 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    endpoint = EndpointRequest(p["endpoint"], p["endpoint_port"], p["endpoint_image"])
     run(module, lambda service: service.apply_database(p["name"], p["state"], p["image"], p["user"], p["password"],
-                                                       p["source_url"]))
+                                                       p["source_url"], endpoint))
 
 
 if __name__ == "__main__":

@@ -1,33 +1,44 @@
 #!/usr/bin/env bash
-# Builds a PostgreSQL image from Debian packages that behaves like the official postgres:<major>
-# image, for machines that cannot pull from a registry. Built once per machine, cached by tag; the tag
-# carries a digest of this script and the entry point, so a change to either builds anew.
-#   tests/images/build.sh 15            -> baseful/postgres:15-debian-<digest> (bookworm)
+# Builds, from Debian packages, the stand-ins of the images the collection runs, for machines that cannot pull
+# from a registry. Built once per machine, cached by tag; the tag carries a digest of this script and the entry
+# point, so a change to either builds anew.
+#   tests/images/build.sh 15            -> baseful/postgres:15-debian-<digest> (bookworm), which behaves like the
+#                                          official postgres:15 image
 #   tests/images/build.sh 17            -> baseful/postgres:17-debian-<digest> (trixie)
 #   tests/images/build.sh 18            -> baseful/postgres:18-debian-<digest> (forky; the 18 layout:
 #                                          PGDATA /var/lib/postgresql/18/docker, VOLUME /var/lib/postgresql)
 #   tests/images/build.sh 17 hardened   -> baseful/postgres:17-hardened-<digest>: the same server, initialised
 #                                          with scram-sha-256 for every host connection, 127.0.0.1 included
-# It prints the tag on its last line, and tags the same image baseful/postgres:<major>-<variant> too: a stable
-# name for what outlives one build (the demo's database records its image by name).
+#   tests/images/build.sh pgbouncer     -> baseful/pgbouncer:trixie-<digest> (PgBouncer 1.24), the endpoint's
+#                                          stand-in: pgbouncer on PATH, and an entry point of its own that refuses
+#                                          to run, as the collection sets entry point, command and user itself
+#   tests/images/build.sh pgbouncer forky -> baseful/pgbouncer:forky-<digest> (PgBouncer 1.26)
+# It prints the tag on its last line, and tags the same image baseful/<name>:<major>-<variant> (or
+# baseful/pgbouncer:<suite>) too: a stable name for what outlives one build (the demo records its images by name).
 set -euo pipefail
 
-major="${1:?usage: build.sh MAJOR [hardened]}"
+major="${1:?usage: build.sh MAJOR [hardened] | build.sh pgbouncer [trixie|forky]}"
 variant="${2:-debian}"
-case "$major" in
-	15) suite=bookworm ;;
-	17) suite=trixie ;;
-	18) suite=forky ;;
-	*) echo "build.sh: no Debian suite ships PostgreSQL $major as its default (15: bookworm, 17: trixie, 18: forky)" >&2; exit 2 ;;
-esac
-case "$variant" in debian|hardened) ;; *) echo "build.sh: variant is debian or hardened, not $variant" >&2; exit 2 ;; esac
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 digest="$(cat "$here/build.sh" "$here/docker-entrypoint.sh" | sha256sum | cut -c1-10)"
-base="baseful/postgres:${major}-debian-${digest}"
-tag="baseful/postgres:${major}-${variant}-${digest}"
+if [ "$major" = pgbouncer ]; then
+	suite="${2:-trixie}"
+	case "$suite" in trixie|forky) ;; *) echo "build.sh: pgbouncer is built from trixie (1.24) or forky (1.26), not $suite" >&2; exit 2 ;; esac
+	tag="baseful/pgbouncer:${suite}-${digest}" stable="baseful/pgbouncer:${suite}" packages=(pgbouncer)
+else
+	case "$major" in
+		15) suite=bookworm ;;
+		17) suite=trixie ;;
+		18) suite=forky ;;
+		*) echo "build.sh: no Debian suite ships PostgreSQL $major as its default (15: bookworm, 17: trixie, 18: forky)" >&2; exit 2 ;;
+	esac
+	case "$variant" in debian|hardened) ;; *) echo "build.sh: variant is debian or hardened, not $variant" >&2; exit 2 ;; esac
+	base="baseful/postgres:${major}-debian-${digest}"
+	tag="baseful/postgres:${major}-${variant}-${digest}" stable="baseful/postgres:${major}-${variant}"
+	packages=("postgresql-$major")
+fi
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
-stable="baseful/postgres:${major}-${variant}"
 if docker image inspect "$tag" >/dev/null 2>&1; then
 	echo "$tag is built already" >&2
 	docker tag "$tag" "$stable"
@@ -72,10 +83,29 @@ chmod +x "$rootfs/usr/sbin/policy-rc.d"
 in_root apt-get -o Acquire::Check-Valid-Until=false update -qq
 # postgresql-common's maintainer scripts run systemd-tmpfiles, which needs /proc (forky's does).
 mount -t proc proc "$rootfs/proc"
-in_root apt-get install -y -qq --no-install-recommends "postgresql-$major" >/dev/null
+in_root apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 umount "$rootfs/proc"
 in_root apt-get clean
 rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/sbin/policy-rc.d
+if [ "$major" = pgbouncer ]; then
+	# The package's own configuration and service are not what the collection runs: it mounts its own
+	# configuration and names the command. The entry point says so if anything runs the image as it is.
+	printf '#!/bin/sh\necho "this stand-in runs only the command given to it (pgbouncer <config>)" >&2\nexit 64\n' \
+		> "$rootfs/usr/local/bin/pgbouncer-entrypoint"
+	chmod 0755 "$rootfs/usr/local/bin/pgbouncer-entrypoint"
+	tar -C "$rootfs" --numeric-owner -c . | docker import - "$tag-rootfs" >&2
+	docker build -q -t "$tag" -t "$stable" - >&2 <<DOCKERFILE
+FROM $tag-rootfs
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+USER postgres
+EXPOSE 6432
+ENTRYPOINT ["pgbouncer-entrypoint"]
+DOCKERFILE
+	docker rmi "$tag-rootfs" >/dev/null 2>&1 || true
+	echo "built $tag" >&2
+	echo "$tag"
+	exit 0
+fi
 sed -ri "s!^#?(listen_addresses)\s*=\s*\S+.*!\1 = '*'!" "$rootfs/usr/share/postgresql/$major/postgresql.conf.sample"
 install -m 0755 "$here/docker-entrypoint.sh" "$rootfs/usr/local/bin/docker-entrypoint.sh"
 mkdir -p "$rootfs/docker-entrypoint-initdb.d"

@@ -52,6 +52,16 @@ def _image(major: int, variant: str = "") -> str:
                           check=True, text=True, capture_output=True).stdout.strip()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def endpoint_image() -> str:
+    """The endpoint's image for every database the suites make: the modules read BASEFUL_ENDPOINT_IMAGE where a
+    task names none, as a user's controller may set it."""
+    if not os.environ.get("BASEFUL_ENDPOINT_IMAGE"):
+        os.environ["BASEFUL_ENDPOINT_IMAGE"] = subprocess.run(
+            [str(REPO / "tests/images/ensure.sh"), "pgbouncer"], check=True, text=True, capture_output=True).stdout.strip()
+    return os.environ["BASEFUL_ENDPOINT_IMAGE"]
+
+
 @pytest.fixture(scope="session")
 def image17() -> str:
     return _image(17)

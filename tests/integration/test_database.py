@@ -15,7 +15,7 @@ from conftest import connect, query, snapshot
 def test_present_creates_network_secret_and_protected_default_production(ansible, dbname, image17, docker_client, workdir):
     result = ansible.run("database", name=dbname, image=image17)
     assert result["changed"] is True
-    assert result["actions"] == ["create_database", "create_branch"]
+    assert result["actions"] == ["create_database", "create_branch", "create_endpoint"]
     production = result["branch"]
     assert (production["name"], production["status"], production["is_default"], production["protected"]) == \
         ("production", "running", True, True)
@@ -54,7 +54,7 @@ def test_second_apply_changes_nothing(ansible, database, dbname, image17):
 def test_check_mode_predicts_and_touches_nothing(ansible, dbname, image17, docker_client, workdir):
     before = snapshot(docker_client, workdir)
     predicted = ansible.run("database", check=True, diff=True, name=dbname, image=image17)
-    assert predicted["changed"] is True and predicted["actions"] == ["create_database", "create_branch"]
+    assert predicted["changed"] is True and predicted["actions"] == ["create_database", "create_branch", "create_endpoint"]
     assert predicted["diff"]["before"] == {} and predicted["diff"]["after"]["default_branch"] == "production"
     assert snapshot(docker_client, workdir) == before
     assert not (workdir / "state").exists()

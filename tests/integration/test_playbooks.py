@@ -30,9 +30,13 @@ def test_branch_playbook_prints_the_url_and_writes_an_env_file(database, dbname,
     done = playbook("baseful.branching.branch", *args)
     assert done.returncode == 0, done.stdout[-2000:]
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
-    name, _sep, url = env_file.read_text().strip().partition("=")
-    assert name == "DATABASE_URL" and url.startswith("postgresql://postgres:")
-    assert query(url, "SELECT count(*) FROM stock") == [(500,)]
+    values = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+    assert set(values) == {"DATABASE_URL", "DATABASE_ENDPOINT_URL"}  # the branch itself, and through the endpoint
+    url = values["DATABASE_URL"]
+    assert url.startswith("postgresql://postgres:")
+    assert values["DATABASE_ENDPOINT_URL"].endswith(f"/{dbname}.pr-1234")
+    for each in values.values():
+        assert query(each, "SELECT count(*) FROM stock") == [(500,)]
     shown = json.dumps(task_results(done)["Show the branch"])
     assert "pr-1234" in shown and url.rsplit(":", 1)[1].split("/")[0] in shown
 

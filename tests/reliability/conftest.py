@@ -25,6 +25,7 @@ from conftest import (  # noqa: E402
     dbname,
     docker_client,
     docker_daemon,
+    endpoint_image,
     image15,
     image17,
     image17_hardened,
@@ -39,8 +40,9 @@ from conftest import (  # noqa: E402
 )
 
 __all__ = ["Ansible", "_remove_containers_under", "ansible", "connect", "crontab_to_itself", "database", "dbname",
-           "docker_client", "docker_daemon", "image15", "image17", "image17_hardened", "image18", "no_volume_left_behind",
-           "placement", "pytest_collection_modifyitems", "pytest_configure", "query", "snapshot", "workdir", "tally"]
+           "docker_client", "docker_daemon", "endpoint_image", "image15", "image17", "image17_hardened", "image18",
+           "no_volume_left_behind", "placement", "pytest_collection_modifyitems", "pytest_configure", "query", "snapshot",
+           "workdir", "tally"]
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = [

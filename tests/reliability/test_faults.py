@@ -234,7 +234,8 @@ def assert_database_converged(site, client, name: str, exists: bool) -> None:
     names = [b["name"] for b in site["ansible"].run("branch_info")["branches"] if b["database"] == name]
     if exists:
         assert names == ["production"]
-        assert [(c.labels["baseful.role"], c.status) for c in labelled] == [("branch", "running")], "stray container"
+        assert sorted((c.labels["baseful.role"], c.status) for c in labelled) == [("branch", "running"),
+                                                                                  ("endpoint", "running")], "stray container"
         assert sorted(p.name for p in root.iterdir()) == [".baseful", "production"], "stray data directory"
         assert sorted(p.name for p in (root / ".baseful" / "branches").iterdir()) == ["production.json"]
         assert secret.stat().st_mode & 0o777 == 0o600

@@ -58,3 +58,15 @@ if REPO.parent.parent.name != "ansible_collections":
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.fixture
+def host(tmp_path):
+    """A Docker host for the service's tests: a placement under tmp_path and a fake runtime."""
+    from ansible_collections.baseful.branching.plugins.module_utils.model import parse_port_range
+    from ansible_collections.baseful.branching.plugins.module_utils.service import Placement
+    from ansible_collections.baseful.branching.tests.unit.fake_runtime import FakeRuntime
+
+    return {"placement": Placement(str(tmp_path / "state"), str(tmp_path / "data"),
+                                   port_range=parse_port_range("54320-54330")),
+            "runtime": FakeRuntime(), "tmp": tmp_path}

@@ -16,7 +16,9 @@ from ansible_collections.baseful.branching.plugins.module_utils.runtime import (
     LABEL_ROLE,
     Container,
     ContainerSpec,
+    EndpointSpec,
     Pause,
+    Switch,
 )
 
 
@@ -41,6 +43,7 @@ class FakeRuntime:
         self.ready_fails = False
         self.blind = False  # a daemon on another host: it does not see this host's data_root
         self.bound_elsewhere: set = set()  # ports another state_dir's container binds first (Docker refuses them)
+        self.pooler = (1, 24)  # the PgBouncer version of every endpoint image; None: no image to be had
         self._ids = itertools.count(1)
 
     # what the service sees
@@ -128,6 +131,42 @@ class FakeRuntime:
             yield Pause()
         finally:
             container["state"] = "running"
+
+    # the endpoint's pooler
+
+    def pooler_version(self, image: str):
+        self.calls.append(("pooler_version", image))
+        if self.pooler is None:
+            from ansible_collections.baseful.branching.plugins.module_utils.errors import InputError
+            raise InputError("endpoint_image", f"{image!r} is not present on the Docker host and cannot be pulled")
+        return self.pooler
+
+    def create_endpoint(self, spec: EndpointSpec, start: bool = True) -> str:
+        if spec.port in self.bound_elsewhere:
+            raise PortTaken(spec.port, f"{spec.port} is taken by another process on the host")
+        identifier = f"c{next(self._ids)}"
+        self.containers[identifier] = {"spec": spec, "state": "running" if start else "created",
+                                       "labels": {LABEL_DATABASE: spec.database, LABEL_BRANCH: None,
+                                                  LABEL_ROLE: "endpoint"}}
+        self.calls.append(("create_endpoint", spec.database, spec.port))
+        return identifier
+
+    def address(self, name_or_id: str, network: str):
+        """A running container's address: its id, as the fake has no network."""
+        for identifier, container in self.containers.items():
+            if name_or_id in (identifier, container["spec"].name) and container["state"] == "running":
+                return f"10.0.0.{identifier[1:]}"
+        return None
+
+    def reload_endpoint(self, name_or_id: str) -> None:
+        self.calls.append(("reload_endpoint", name_or_id))
+
+    def endpoint_admin(self, via: str, endpoint: str, user: str, commands) -> None:
+        self.calls.append(("endpoint_admin", via, tuple(commands)))
+
+    def switch_route(self, via: str, endpoint: str, route: str, user: str, wait_seconds: int) -> Switch:
+        self.calls.append(("switch_route", via, endpoint, route))
+        return Switch(pause_ms=1.0, drained=True)
 
     def _find(self, name_or_id: Optional[str]) -> Optional[dict]:
         for identifier, container in self.containers.items():

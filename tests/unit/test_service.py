@@ -13,10 +13,9 @@ import pytest
 
 from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, CopyFailed, InputError
 from ansible_collections.baseful.branching.plugins.module_utils.model import now, parse_port_range, timestamp
-from ansible_collections.baseful.branching.plugins.module_utils.plan import BranchRequest
+from ansible_collections.baseful.branching.plugins.module_utils.plan import NO_ENDPOINT, BranchRequest, EndpointRequest
 from ansible_collections.baseful.branching.plugins.module_utils.service import Placement, Service
 from ansible_collections.baseful.branching.plugins.module_utils.storage import HostStorage
-from ansible_collections.baseful.branching.tests.unit.fake_runtime import FakeRuntime
 
 
 class UnownedStorage(HostStorage):
@@ -24,13 +23,6 @@ class UnownedStorage(HostStorage):
 
     def make_data_dir(self, path: str) -> None:
         os.makedirs(path, mode=0o700)
-
-
-@pytest.fixture
-def host(tmp_path):
-    return {"placement": Placement(str(tmp_path / "state"), str(tmp_path / "data"),
-                                   port_range=parse_port_range("54320-54330")),
-            "runtime": FakeRuntime(), "tmp": tmp_path}
 
 
 def no_other_process(address: str, port: int) -> bool:
@@ -51,8 +43,9 @@ def run(host, operation, check_mode: bool = False):
         current.close()
 
 
-def make_database(host, name: str = "inventory"):
-    return run(host, lambda s: s.apply_database(name, "present", "postgres:18", "postgres", None, None))
+def make_database(host, name: str = "inventory", endpoint: EndpointRequest = NO_ENDPOINT):
+    """A database without an endpoint, unless asked (test_endpoint.py covers the endpoint)."""
+    return run(host, lambda s: s.apply_database(name, "present", "postgres:18", "postgres", None, None, endpoint))
 
 
 def apply(host, check_mode: bool = False, **request):

@@ -22,7 +22,8 @@ LABEL_ROLE = "baseful.role"
 LABEL_STATE_DIR = "baseful.state_dir"
 SECRET_IN_CONTAINER = "/run/secrets/baseful-password"
 TARGET_IN_WORKER = "/target"
-BRANCH_ROLE, WORKER_ROLE, PROBE_ROLE = "branch", "worker", "probe"
+BRANCH_ROLE, WORKER_ROLE, PROBE_ROLE, ENDPOINT_ROLE = "branch", "worker", "probe", "endpoint"
+ENDPOINT_UID = 999  # the endpoint runs as the uid that owns the secrets (secret.py), never as root
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,28 @@ class ContainerSpec:
     dbname: str
     network: str
     environment: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class EndpointSpec:
+    """A database's pooler container: `config_dir` (its configuration, mounted read-only) and the host port."""
+
+    name: str
+    image: str
+    database: str
+    bind_address: str
+    port: int
+    config_dir: str
+    network: str
+
+
+@dataclass
+class Switch:
+    """What repointing a route cost: how long clients of it waited, and whether its open transactions ended
+    within the bound (else they finish on the branch they began on)."""
+
+    pause_ms: float
+    drained: bool
 
 
 @dataclass
@@ -113,8 +136,25 @@ class Runtime(Protocol):
 
     def paused(self, name_or_id: str) -> AbstractContextManager: ...  # yields a Pause, measured on exit
 
+    # the endpoint's pooler (runtime/pooler.py)
+
+    def pooler_version(self, image: str) -> Tuple[int, int]: ...
+
+    def create_endpoint(self, spec: EndpointSpec, start: bool = True) -> str: ...
+
+    def address(self, name_or_id: str, network: str) -> Optional[str]: ...
+
+    def reload_endpoint(self, name_or_id: str) -> None: ...
+
+    def endpoint_admin(self, via: str, endpoint: str, user: str, commands: List[str]) -> None: ...
+
+    def switch_route(self, via: str, endpoint: str, route: str, user: str, wait_seconds: int) -> Switch:
+        """PAUSE route (waiting at most wait_seconds for its open transactions), RELOAD, RESUME route, through
+        the admin console of `endpoint`, from the running branch container `via`."""
+
 
 def container_name(database: str, branch: str) -> str:
+    """baseful-<database>-<branch>-<6 random characters>; a database's endpoint is named for 'endpoint'."""
     suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _position in range(6))
     return f"baseful-{database}-{branch}-{suffix}"
 

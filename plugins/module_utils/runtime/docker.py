@@ -14,7 +14,6 @@ from typing import Dict, Iterator, List, Optional, Tuple
 from ansible_collections.baseful.branching.plugins.module_utils.errors import (
     BranchingError,
     InputError,
-    PortTaken,
 )
 from ansible_collections.baseful.branching.plugins.module_utils.faults import injection_point
 from ansible_collections.baseful.branching.plugins.module_utils.locks import host_lock
@@ -35,7 +34,9 @@ from ansible_collections.baseful.branching.plugins.module_utils.runtime import (
     Pause,
     container_name,
 )
+from ansible_collections.baseful.branching.plugins.module_utils.runtime.answers import explain, refuse_taken_port
 from ansible_collections.baseful.branching.plugins.module_utils.runtime.connection import DockerConnection
+from ansible_collections.baseful.branching.plugins.module_utils.runtime.pooler import PoolerContainers
 
 try:
     from docker.errors import APIError, DockerException, ImageNotFound, NotFound
@@ -50,7 +51,7 @@ READY_POLL = ('for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 -U "$1"
               'sleep 0.02; done; exit 1')
 
 
-class DockerRuntime:
+class DockerRuntime(PoolerContainers):
     def __init__(self, connection: DockerConnection, state_dir: str = ""):
         self.connection = connection
         self.client = connection.client()
@@ -76,12 +77,12 @@ class DockerRuntime:
         except ImageNotFound:
             pass
         except (APIError, DockerException) as error:
-            raise InputError("image", f"{image!r} is not a valid image reference ({_explain(error)})") from error
+            raise InputError("image", f"{image!r} is not a valid image reference ({explain(error)})") from error
         try:
             self.client.images.pull(image)
         except (APIError, DockerException) as error:
             raise InputError("image", f"{image!r} is not present on the Docker host and cannot be pulled "
-                             f"({_explain(error)})") from error
+                             f"({explain(error)})") from error
 
     def image_layout(self, image: str) -> Tuple[str, List[str]]:
         """The image's PGDATA (from 18 on the official image keeps it in /var/lib/postgresql/<major>/docker)
@@ -116,7 +117,7 @@ class DockerRuntime:
                                  f"{exit_code} ({output[-200:].decode(errors='replace').strip()})")
         except (APIError, DockerException) as error:
             raise InputError("image", f"{image!r} has no PostgreSQL server: 'postgres --version' failed "
-                             f"({_explain(error)})") from error
+                             f"({explain(error)})") from error
         finally:
             if probe is not None:
                 probe.remove(force=True, v=True)
@@ -150,9 +151,9 @@ class DockerRuntime:
                 mounts=[Mount("/baseful-probe", path, type="bind", read_only=True)] + self._volume_covers(image, []),
                 labels={MANAGED_BY: "baseful", LABEL_ROLE: PROBE_ROLE, **self.scope})
         except APIError as error:
-            if "bind source path does not exist" in _explain(error):
+            if "bind source path does not exist" in explain(error):
                 return False
-            raise BranchingError(f"could not ask the Docker daemon whether it sees {path}: {_explain(error)}") from error
+            raise BranchingError(f"could not ask the Docker daemon whether it sees {path}: {explain(error)}") from error
         probe.remove(force=True, v=True)
         return True
 
@@ -181,9 +182,9 @@ class DockerRuntime:
         except APIError as error:
             if container is not None:
                 container.remove(force=True, v=True)
-            _refuse_taken_port(error, spec.port)
+            refuse_taken_port(error, spec.port)
             raise BranchingError(f"could not start the container for branch {spec.branch!r} on port "
-                                 f"{spec.port}: {_explain(error)}") from error
+                                 f"{spec.port}: {explain(error)}") from error
         return container.id
 
     def status(self, name_or_id: Optional[str]) -> str:
@@ -201,9 +202,9 @@ class DockerRuntime:
                 return
             container.start()
         except APIError as error:
-            _refuse_taken_port(error, port)
+            refuse_taken_port(error, port)
             raise BranchingError(f"could not start container {name_or_id} on port {port}: "
-                                 f"{_explain(error)}") from error
+                                 f"{explain(error)}") from error
 
     def log_tail(self, name_or_id: Optional[str], lines: int = 50) -> str:
         container = self._find(name_or_id)
@@ -328,16 +329,3 @@ class DockerRuntime:
             return self.client.containers.get(name_or_id)
         except NotFound:
             return None
-
-
-def _explain(error: Exception) -> str:
-    explanation = getattr(error, "explanation", None)
-    return str(explanation or error).strip()
-
-
-def _refuse_taken_port(error: Exception, port: int) -> None:
-    """Docker's answer when another process holds the published port, as the one sentence it means."""
-    explanation = _explain(error)
-    if "address already in use" in explanation or "port is already allocated" in explanation:
-        raise PortTaken(port, f"{port} is taken by another process on the host, so the branch cannot start "
-                        "on it; stop that process or move the branch with port: <another free port>") from error

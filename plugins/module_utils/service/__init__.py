@@ -62,11 +62,14 @@ class Service:
         self.site.close()
 
     def apply_database(self, name: str, state: str, image: str, user: str, password: Optional[str],
-                       source_url: Optional[str]) -> Outcome:
+                       source_url: Optional[str], endpoint: P.EndpointRequest = P.DEFAULT_ENDPOINT) -> Outcome:
         validate_name("name", name)
         validate_role("user", user)
         if state == "present":
             validate_image(image)
+            if endpoint.enabled:
+                validate_image(endpoint.image, "endpoint_image")
+                validate_port(endpoint.port, self.site.placement.port_range, "endpoint_port")
         validate_password(password)
         validate_source_url(source_url)
         if source_url is not None and state == "absent":
@@ -78,7 +81,7 @@ class Service:
             differs = state == "present" and password is not None and not adopted and record is not None \
                 and record.status == READY and password != self.branches.views.password(record)
             request = P.DatabaseRequest(name, state, image, user, password_differs=differs)
-            return self.databases.apply(request, password, source_url, adopted)
+            return self.databases.apply(request, password, source_url, adopted, endpoint)
 
     def apply_branch(self, request: P.BranchRequest) -> Outcome:
         validate_name("database", request.database)
@@ -106,8 +109,11 @@ class Service:
         if database is not None:
             self._database(database)
         databases = {d.name: d for d in self.store.databases()}
-        return Outcome(values={"branches": [self.branches.views.branch(databases[b.database], b)
-                                            for b in self.store.branches(database) if name is None or b.name == name]})
+        views = self.branches.views
+        return Outcome(values={"branches": [views.branch(databases[b.database], b)
+                                            for b in self.store.branches(database) if name is None or b.name == name],
+                               "endpoints": [views.endpoint_live(d) for d in databases.values()
+                                             if d.endpoint_port is not None and database in (None, d.name)]})
 
     def expire(self, database: Optional[str] = None) -> Outcome:
         if database is not None:

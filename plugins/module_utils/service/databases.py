@@ -32,7 +32,7 @@ class DatabaseLifecycle:
         self.executor = executor
 
     def apply(self, request: P.DatabaseRequest, password: Optional[str], source_url: Optional[str],
-              adopted: List[str]) -> Outcome:
+              adopted: List[str], endpoint: P.EndpointRequest = P.DEFAULT_ENDPOINT) -> Outcome:
         site, name = self.site, request.name
         record = site.store.database(name)
         containers = len(site.runtime.labelled(name)) if request.state == "absent" and record is None else 0
@@ -44,26 +44,43 @@ class DatabaseLifecycle:
             if not site.check_mode:
                 self.purge(name)
             return Outcome(True, adopted + plan.actions, before, {})
+        endpoints = self.executor.endpoints
         if P.CREATE_DATABASE not in plan.actions:
             outcome = self.executor.apply(record, P.BranchRequest(name, PRODUCTION, state="present"))
+            endpoint_actions = endpoints.apply(record, endpoint)
+            if endpoint_actions:
+                outcome.changed = True
+                outcome.actions += endpoint_actions
+                outcome.before.setdefault("endpoint", P.endpoint_diff(record))
+                outcome.after.setdefault("endpoint", P.endpoint_diff(record, endpoint))
+            record = site.store.database(name) or record
+            endpoints.sync(record)
             outcome.values["database"] = self.executor.views.database(record)
             return outcome.after_adoption(adopted)
+        if endpoint.enabled:
+            plan.actions.append(P.CREATE_ENDPOINT)
+            plan.after["endpoint"] = P.endpoint_diff(None, endpoint)
         outcome = Outcome(True, plan.actions, {}, plan.after)
         if site.check_mode:
             outcome.values["database"] = plan.after
             return outcome
         if P.CLEANUP in plan.actions:
             self.purge(name)
-        record, branch, copy_result = self.create(request, password, source_url)
+        record, branch, copy_result = self.create(request, password, source_url, endpoint)
         if copy_result is not None:
             outcome.values["copy_result"] = copy_result
         outcome.values["database"] = self.executor.views.database(record)
         outcome.values["branch"] = self.executor.views.branch(record, branch)
         return outcome
 
-    def create(self, request: P.DatabaseRequest, password: Optional[str], source_url: Optional[str]):
+    def create(self, request: P.DatabaseRequest, password: Optional[str], source_url: Optional[str],
+               endpoint: P.EndpointRequest = P.NO_ENDPOINT):
         site, name = self.site, request.name
         pg_major = site.runtime.postgres_major(request.image)
+        if endpoint.enabled:
+            site.runtime.pooler_version(endpoint.image)  # refused before anything is made
+            if endpoint.port is not None:
+                self.executor.ports.check_free(endpoint.port, None, "endpoint_port")
         self._refuse_a_daemon_blind_to_data_root(request.image)
         site.runtime.ensure_network(site.placement.network)
         record = DatabaseRecord(name, request.image, pg_major, request.user, site.secret_file(name), timestamp(now()),
@@ -76,6 +93,10 @@ class DatabaseLifecycle:
             source = Endpoint(url=source_url) if source_url else None
             branch, copy_result = self.executor.create_branch(record, PRODUCTION, source, "all", "auto", port=None,
                                                               ttl=None, is_default=True, protected=True)
+            # Every later branch copies production's roles, and with them this verifier.
+            self.executor.endpoints.settle_verifier(record, [branch.container_id])
+            if endpoint.enabled:
+                self.executor.endpoints.make(record, endpoint)
             site.store.set_database_status(name, READY)
         except BaseException:
             self.purge(name)  # this run's own half-made database: its records name every piece
@@ -108,4 +129,5 @@ class DatabaseLifecycle:
             site.storage.remove(branch.data_dir)
         injection_point("database:data")
         site.store.remove_database(name)
+        self.executor.endpoints.forget(name)
         remove_secret(site.secret_file(name))

@@ -29,11 +29,15 @@ from ansible_collections.baseful.branching.plugins.module_utils.model import (
     timestamp,
 )
 from ansible_collections.baseful.branching.plugins.module_utils.runtime import container_name
+from ansible_collections.baseful.branching.plugins.module_utils.service.endpoints import Endpoints
 from ansible_collections.baseful.branching.plugins.module_utils.service.filler import Filler
 from ansible_collections.baseful.branching.plugins.module_utils.service.ports import Ports
 from ansible_collections.baseful.branching.plugins.module_utils.service.recovery import Recovery
 from ansible_collections.baseful.branching.plugins.module_utils.service.site import Outcome
 from ansible_collections.baseful.branching.plugins.module_utils.service.views import Views
+
+# Actions after which the branch's server is another process (or none): its pooled connections are not trusted.
+SERVER_REPLACED = {P.RESET, P.RECREATE_CONTAINER, P.START, P.STOP}
 
 
 class Step:
@@ -50,7 +54,8 @@ class BranchExecutor:
         self.ports = Ports(site)
         self.filler = Filler(site, self.ports)
         self.recovery = Recovery(site)
-        self.views = Views(site)
+        self.endpoints = Endpoints(site, self.ports)
+        self.views = Views(site, self.endpoints)
         self.actions: Dict[str, Callable[[Step], Optional[BranchRecord]]] = {
             P.CLEANUP: self.cleanup, P.CREATE: self.create, P.RESET: self.reset,
             P.RECREATE_CONTAINER: self.recreate_container, P.START: self.start, P.STOP: self.stop,
@@ -74,8 +79,17 @@ class BranchExecutor:
                 outcome.values["branch"] = self.views.branch(database, record)
             return outcome
         step = Step(database, request, plan, record)
-        for action in plan.actions:
-            step.record = self.actions[action](step)
+        try:
+            for action in plan.actions:
+                step.record = self.actions[action](step)
+        except BaseException:
+            self._sync_routes_after_failure(database)
+            raise
+        replaced = [request.name] if set(plan.actions) & SERVER_REPLACED else []
+        switch = self.endpoints.sync(database, replaced)
+        if switch is not None:
+            outcome.values["switch_pause_ms"] = switch.pause_ms
+            outcome.values["switch_drained"] = switch.drained
         if step.copy_result is not None:
             outcome.values["copy_result"] = step.copy_result
         if step.record is not None and request.state != "absent":
@@ -193,6 +207,14 @@ class BranchExecutor:
         return site.store.branch(database.name, name), result
 
     # helpers
+
+    def _sync_routes_after_failure(self, database: DatabaseRecord) -> None:
+        """The routes follow the records whatever became of the run's actions (a failed create leaves no route to
+        what it removed); the failure being raised is the one to report."""
+        try:
+            self.endpoints.sync(database)
+        except Exception:  # noqa: BLE001 -- the next apply syncs again
+            pass
 
     def _update(self, step: Step, **values) -> BranchRecord:
         self.site.store.update_branch(step.database.name, step.request.name, **values)

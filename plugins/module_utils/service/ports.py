@@ -22,16 +22,19 @@ class Ports:
         placement = self.site.placement
         return (p for p in placement.port_range if p not in used and self.site.port_free(placement.bind_address, p))
 
-    def check_free(self, port: int, exclude: Optional[BranchRecord]) -> None:
-        """Refuses a port another record holds (not `exclude`'s) or another process has bound."""
-        holders = [b for b in self.site.store.branches() if b.port == port
-                   and (exclude is None or (b.database, b.name) != (exclude.database, exclude.name))]
-        if holders:
-            raise InputError("port", f"{port} is already used by branch {holders[0].name!r} of database "
-                             f"{holders[0].database!r}")
+    def check_free(self, port: int, exclude: Optional[BranchRecord], parameter: str = "port",
+                   exclude_endpoint: Optional[str] = None) -> None:
+        """Refuses a port another record holds (not `exclude`'s, nor `exclude_endpoint`'s: that database's
+        endpoint) or another process has bound."""
+        store = self.site.store
+        holder = store.port_holder(port)
+        mine = (exclude is not None and holder == f"branch {exclude.name!r} of database {exclude.database!r}") \
+            or (exclude_endpoint is not None and holder == f"the endpoint of database {exclude_endpoint!r}")
+        if holder is not None and not mine:
+            raise InputError(parameter, f"{port} is already used by {holder}")
         address = self.site.placement.bind_address
         if not self.site.port_free(address, port):
-            raise InputError("port", f"{port} is already taken on {address} by another process")
+            raise InputError(parameter, f"{port} is already taken on {address} by another process")
 
 
 def port_free(address: str, port: int) -> bool:

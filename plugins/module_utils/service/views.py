@@ -21,8 +21,9 @@ from ansible_collections.baseful.branching.plugins.module_utils.secret import re
 
 
 class Views:
-    def __init__(self, site):
+    def __init__(self, site, endpoints):
         self.site = site
+        self.endpoints = endpoints
 
     def password(self, database: DatabaseRecord) -> str:
         """The kept password; empty where none is kept yet (check mode of a database being adopted)."""
@@ -32,7 +33,15 @@ class Views:
         store = self.site.store
         return {"name": record.name, "image": record.image, "pg_major": record.pg_major, "user": record.user,
                 "created_at": record.created_at, "default_branch": store.default_branch(record.name),
-                "branches": [b.name for b in store.branches(record.name)]}
+                "branches": [b.name for b in store.branches(record.name)],
+                "endpoint": self.endpoints.view(record, self.password(record))}
+
+    def endpoint_live(self, record: DatabaseRecord) -> dict:
+        """The endpoint as Docker and its configuration have it now, against what the records call for."""
+        endpoints = self.endpoints
+        routes = endpoints.routes_now(record)
+        return dict(endpoints.view(record, self.password(record)), database=record.name, routes=routes,
+                    in_sync=routes == endpoints.routes_wanted(record))
 
     def branch(self, database: DatabaseRecord, record: BranchRecord) -> dict:
         status = record.status
@@ -50,6 +59,7 @@ class Views:
             expires_at=record.expires_at, data_dir=record.data_dir, ttl=record.ttl_seconds,
             size_bytes=allocated, data_dir_exists=exists,
             copy_progress=self.copy_progress(record, apparent) if record.status in (CREATING, RESETTING) and exists else None,
+            endpoint_url=self.endpoints.branch_url(database, record.name, self.password(database)),
         ).as_dict()
 
     def copy_progress(self, record: BranchRecord, done: int) -> dict:

@@ -1,0 +1,285 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to baseful.branching
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A database's endpoint: one PgBouncer container (endpoint/config.py says what it is given) that keeps its
+routes true to the records. Every branch run ends with `sync`, which writes the routes the records now call for
+and makes the pooler take them: a changed default route through PAUSE, RELOAD and RESUME, any other change
+through a reload. What a database asks of its endpoint (on, port, image) is planned by plan.plan_endpoint.
+
+Files, under <state_dir>/endpoints/<database>/ (0700, the endpoint's uid): pgbouncer.ini and userlist.txt
+(0600), each written whole; `.switching` marks a switch under way, so that the one after a killed run resumes
+the route it may have left paused. The database's SCRAM verifier is kept as <state_dir>/secrets/<db>.verifier."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Iterable, List, Optional
+
+from ansible_collections.baseful.branching.plugins.module_utils import plan as P
+from ansible_collections.baseful.branching.plugins.module_utils.endpoint.config import (
+    AUTH_FILE,
+    CONFIG_FILE,
+    render_auth_file,
+    render_config,
+    route_name,
+    routes,
+)
+from ansible_collections.baseful.branching.plugins.module_utils.faults import injection_point
+from ansible_collections.baseful.branching.plugins.module_utils.model import (
+    MISSING,
+    RUNNING,
+    STOPPED,
+    DatabaseRecord,
+    connection_host,
+    postgres_url,
+    scram_verifier,
+)
+from ansible_collections.baseful.branching.plugins.module_utils.runtime import (
+    ENDPOINT_UID,
+    EndpointSpec,
+    Switch,
+    container_name,
+)
+from ansible_collections.baseful.branching.plugins.module_utils.secret import read_secret, remove_secret, write_secret
+
+SWITCH_WAIT_SECONDS = 10  # the longest a switch waits for open transactions of the default route
+SWITCHING = ".switching"
+
+
+class Endpoints:
+    def __init__(self, site, ports):
+        self.site = site
+        self.ports = ports
+
+    # where things are
+
+    def config_dir(self, database: str) -> str:
+        return os.path.join(self.site.placement.state_dir, "endpoints", database)
+
+    def verifier_file(self, database: str) -> str:
+        return os.path.join(self.site.store.secret_dir, f"{database}.verifier")
+
+    def verifier(self, record: DatabaseRecord) -> str:
+        """The database's SCRAM verifier, made from its password the first time it is asked for."""
+        path = self.verifier_file(record.name)
+        kept = read_secret(path)
+        if kept:
+            return kept
+        made = scram_verifier(read_secret(record.password_file) or "")
+        if not self.site.check_mode:
+            write_secret(path, made)
+        return made
+
+    # what the modules return
+
+    def view(self, record: DatabaseRecord, password: str) -> Optional[dict]:
+        if record.endpoint_port is None:
+            return None
+        host = connection_host(self.site.placement.bind_address)
+        status = self.site.runtime.status(record.endpoint_container)
+        return {"host": host, "port": record.endpoint_port, "url": postgres_url(record.user, password, host,
+                                                                                   record.endpoint_port, record.name),
+                "status": status, "container_name": record.endpoint_container, "image": record.endpoint_image}
+
+    def branch_url(self, record: DatabaseRecord, branch: str, password: str) -> Optional[str]:
+        if record.endpoint_port is None:
+            return None
+        host = connection_host(self.site.placement.bind_address)
+        return postgres_url(record.user, password, host, record.endpoint_port, route_name(record.name, branch))
+
+    def routes_now(self, record: DatabaseRecord) -> dict:
+        """What the endpoint's configuration routes: client database name -> branch (None: not serving)."""
+        text = _read(os.path.join(self.config_dir(record.name), CONFIG_FILE)) or ""
+        by_address = {address: name for name, address in self._addresses(record).items()}
+        found = {}
+        for line in text.split("[pgbouncer]")[0].splitlines():
+            name, _sep, target = line.partition(" = ")
+            if target:
+                host = dict(part.split("=", 1) for part in target.split() if "=" in part).get("host")
+                found[name] = by_address.get(host)
+        return found
+
+    def routes_wanted(self, record: DatabaseRecord) -> dict:
+        """What the records call for, in the form of routes_now."""
+        return {route.name: route.branch if route.host else None
+                for route in routes(record.name, self._settled(record))}
+
+    def _settled(self, record: DatabaseRecord) -> list:
+        """(name, address, is_default, serving) of each settled branch. A route names its server by the address
+        Docker gives its container on the network now, not by the container's name: the resolver PgBouncer is
+        built with (c-ares) keeps answers for the TTL Docker's DNS gives them (10 minutes), and a container made
+        anew under the same name (reset, repair) or started again takes another address, which another
+        database's container may have been given meanwhile."""
+        addresses = self._addresses(record)
+        return [(b.name, addresses.get(b.name), b.is_default, b.name in addresses)
+                for b in self.site.store.branches(record.name) if b.status in (RUNNING, STOPPED)]
+
+    def _addresses(self, record: DatabaseRecord) -> dict:
+        """Branch name -> its running container's address on the network."""
+        runtime, network = self.site.runtime, self.site.placement.network
+        found = {}
+        for branch in self.site.store.branches(record.name):
+            if branch.status == RUNNING:
+                address = runtime.address(branch.container_id or branch.container_name, network)
+                if address:
+                    found[branch.name] = address
+        return found
+
+    # a database's endpoint, as it asks
+
+    def apply(self, record: DatabaseRecord, request: P.EndpointRequest) -> List[str]:
+        """Makes the endpoint what `request` asks (on or off, port, image) and repairs a container removed or
+        stopped by hand; returns the actions, which check mode only plans."""
+        site = self.site
+        status = site.runtime.status(record.endpoint_container) if record.endpoint_container else MISSING
+        actions = P.plan_endpoint(request, record, status)
+        if site.check_mode or not actions:
+            return actions
+        if P.REMOVE_ENDPOINT in actions:
+            self.remove(record)
+            return actions
+        if P.CREATE_ENDPOINT in actions or P.RECREATE_ENDPOINT in actions:
+            self.make(record, request)
+        elif P.START_ENDPOINT in actions:
+            site.runtime.start(record.endpoint_container, record.endpoint_port)
+        return actions
+
+    def make(self, record: DatabaseRecord, request: P.EndpointRequest) -> DatabaseRecord:
+        """Records the endpoint (its port pinned, its container named) before the container exists, so that a
+        run killed between the two leaves a record the next apply finishes; then writes its files and starts it."""
+        store = self.site.store
+        name = record.endpoint_container or container_name(record.name, "endpoint")
+        image = request.image
+        if record.endpoint_port is not None and (request.port in (None, record.endpoint_port)):
+            store.set_endpoint(record.name, endpoint_image=image, endpoint_container=name)
+        elif request.port is not None:
+            self.ports.check_free(request.port, None, "endpoint_port", exclude_endpoint=record.name)
+            store.set_endpoint(record.name, endpoint_port=request.port, endpoint_image=image, endpoint_container=name)
+        else:
+            store.reserve_endpoint_port(record.name, self.ports.free(), endpoint_image=image, endpoint_container=name)
+        record = store.database(record.name)
+        injection_point("endpoint:recorded")
+        self.write_files(record)
+        runtime = self.site.runtime
+        runtime.remove(record.endpoint_container)
+        placement = self.site.placement
+        runtime.create_endpoint(EndpointSpec(name=record.endpoint_container, image=record.endpoint_image,
+                                             database=record.name, bind_address=placement.bind_address,
+                                             port=record.endpoint_port, config_dir=self.config_dir(record.name),
+                                             network=placement.network))
+        return record
+
+    def remove(self, record: DatabaseRecord) -> None:
+        """The endpoint's container (the one its record names, and any other labelled for this database's
+        endpoint), its files and its columns of the record; the branches and their data are not touched."""
+        runtime = self.site.runtime
+        for container in runtime.labelled(record.name):
+            if container.role == "endpoint":
+                runtime.remove(container.id)
+        runtime.remove(record.endpoint_container)
+        self.site.store.set_endpoint(record.name, endpoint_port=None, endpoint_image=None, endpoint_container=None)
+        shutil.rmtree(self.config_dir(record.name), ignore_errors=True)
+
+    def forget(self, database: str) -> None:
+        """A database's removal: its endpoint's files and verifier (its container goes with the database's)."""
+        shutil.rmtree(self.config_dir(database), ignore_errors=True)
+        remove_secret(self.verifier_file(database))
+
+    # routes kept true
+
+    def sync(self, record: DatabaseRecord, replaced: Iterable[str] = (),
+             wait_seconds: int = SWITCH_WAIT_SECONDS) -> Optional[Switch]:
+        """Writes the routes the records call for; a running pooler takes them, through a switch where the
+        default route moved (its pause is returned). `replaced`: branches whose server was stopped, started or
+        made anew, whose routes' pooled server connections are closed (RECONNECT) rather than trusted. Takes the
+        endpoint's own lock: branch runs of one database run in parallel, and each writes what the store says
+        once it holds the lock."""
+        if record.endpoint_port is None or self.site.check_mode:
+            return None
+        store = self.site.store
+        with store.lock(f"{record.name}#endpoint"):
+            record = store.database(record.name)
+            if record is None or record.endpoint_port is None:
+                return None
+            directory = self.config_dir(record.name)
+            before = self.routes_now(record).get(route_name(record.name))
+            marker = os.path.join(directory, SWITCHING)
+            changed = self.write_files(record)
+            after = self.routes_now(record).get(route_name(record.name))
+            runtime = self.site.runtime
+            if runtime.status(record.endpoint_container) != RUNNING:
+                return None  # a stopped or missing pooler reads the files when it starts (database apply repairs it)
+            default = store.branch(record.name, store.default_branch(record.name) or "")
+            moved = (before != after and after is not None) or os.path.exists(marker)
+            if moved and default is not None and default.status == RUNNING:
+                _write(marker, after or "")
+                injection_point("switch:marked")
+                switch = runtime.switch_route(default.container_id or default.container_name,
+                                              record.endpoint_container, route_name(record.name), record.user,
+                                              wait_seconds)
+                os.remove(marker)
+                return switch
+            stale = [route for route, branch in self.routes_now(record).items() if branch in set(replaced)]
+            via = self._running_branch(record)
+            if stale and via is not None:
+                runtime.endpoint_admin(via, record.endpoint_container, record.user,
+                                       ["RELOAD"] + [f'RECONNECT "{route}"' for route in stale])
+            elif changed or stale:
+                runtime.reload_endpoint(record.endpoint_container)
+            return None
+
+    def _running_branch(self, record: DatabaseRecord) -> Optional[str]:
+        """A running branch container to reach the admin console from: the default's, else any."""
+        running = [b for b in self.site.store.branches(record.name) if b.status == RUNNING]
+        return (running[0].container_id or running[0].container_name) if running else None
+
+    def write_files(self, record: DatabaseRecord) -> bool:
+        """pgbouncer.ini and userlist.txt as the records call for now; whether either changed."""
+        directory = self.config_dir(record.name)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+        os.chown(directory, ENDPOINT_UID, ENDPOINT_UID)
+        wanted = {CONFIG_FILE: render_config(record.name, record.user, routes(record.name, self._settled(record))),
+                  AUTH_FILE: render_auth_file(record.user, self.verifier(record))}
+        changed = False
+        for name, text in wanted.items():
+            path = os.path.join(directory, name)
+            if _read(path) != text:
+                _write(path, text)
+                changed = True
+        return changed
+
+    def settle_verifier(self, record: DatabaseRecord, containers: List[str]) -> None:
+        """Gives the servers of `containers` (running) the database's verifier, which the pooler's SCRAM
+        pass-through needs them to store (same salt and iterations, not only the same password)."""
+        verifier = self.verifier(record)
+        for container in containers:
+            self.site.runtime.set_password(container, record.user, verifier)
+
+
+def _read(path: str) -> Optional[str]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def _write(path: str, text: str) -> None:
+    """Whole or not at all (a temporary file renamed over the old one), 0600 and the endpoint's own."""
+    directory = os.path.dirname(path)
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".partial")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(temporary, 0o600)
+        os.chown(temporary, ENDPOINT_UID, ENDPOINT_UID)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.remove(temporary)
+        except FileNotFoundError:
+            pass
+        raise
