@@ -120,7 +120,8 @@ docs: install
 
 bench: images install
 	@$(PYTHON) -c "import matplotlib" 2>/dev/null || $(PYTHON) -m pip install -q matplotlib
-	$(PYTHON) benchmarks/bench.py --image $$(cat build/image-17) $(if $(BENCH_SIZES),--sizes $(BENCH_SIZES))
+	BASEFUL_ENDPOINT_IMAGE=$$(cat build/image-pgbouncer) $(PYTHON) benchmarks/bench.py --image $$(cat build/image-17) \
+		$(if $(BENCH_SIZES),--sizes $(BENCH_SIZES)) $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
 
 clean:
 	rm -rf build $(VENV)

@@ -12,6 +12,12 @@ and, at the largest size: the source's worst commit latency while a snapshot is 
 pgbench load, and the disk 10 snapshot branches use. Prints a table with ratios, writes
 benchmarks/latest/results.json and benchmarks/latest/plot.png.
 
+The endpoint (`--only endpoint` runs this part alone, keeping the rest of results.json): pgbench TPS
+through the database's endpoint against the branch's own port, with persistent connections and with a
+new connection per transaction (-C), as ratios; and the switch under pgbench -C load through the
+endpoint: each switch's pause (p50 and max of `switch_pause_ms`) and the failed transactions. Writes
+benchmarks/latest/endpoint.md and endpoint.png.
+
 Module times are the module's own `copy_result.ready_seconds` (copy start to a server accepting
 connections), so Ansible's start-up is not counted; the wall time of the whole ansible call is
 recorded too.
@@ -207,6 +213,111 @@ def bench_size(size_gb: int, image: str, module: Module, root: Path, client, job
     return row
 
 
+ENDPOINT_SCALE = 10  # pgbench scale of the endpoint's database: ~150 MB, in memory
+ENDPOINT_SECONDS = 20
+SWITCHES = 10
+
+
+def pgbench(client, image: str, port: int, password: str, dbname: str, *options: str) -> dict:
+    """pgbench in the image, on the host network, against 127.0.0.1:port; its TPS and failed transactions."""
+    volumes = client.images.get(image).attrs["Config"].get("Volumes") or {}
+    container = client.containers.run(image, ["pgbench", "-n", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+                                              *options, dbname], entrypoint=[], network_mode="host", detach=True,
+                                      environment={"PGPASSWORD": password}, labels={"baseful-bench": "1"},
+                                      mounts=[docker.types.Mount(v, None, type="tmpfs") for v in volumes])
+    try:
+        status = container.wait()["StatusCode"]
+        output = container.logs().decode()
+    finally:
+        container.remove(force=True, v=True)
+    if status != 0:
+        raise RuntimeError(output[-1000:])
+    tps = float(output.split("tps = ")[1].split()[0])
+    failed = output.split("number of failed transactions: ")[1].split()[0] if "failed transactions" in output else "0"
+    processed = int(output.split("actually processed: ")[1].split()[0])
+    return {"tps": tps, "failed": int(failed), "processed": processed}
+
+
+def bench_endpoint(module: Module, client, image: str) -> dict:
+    database = "benchep"
+    made = module("database", name=database, image=image)
+    production, endpoint = made["branch"], made["database"]["endpoint"]
+    password = production["url"].split(":")[2].split("@")[0]
+    source = client.containers.get(production["container_id"])
+    loaded = source.exec_run(["pgbench", "-i", "-q", "-s", str(ENDPOINT_SCALE), database], user="postgres")
+    if loaded.exit_code != 0:
+        raise RuntimeError(loaded.output.decode()[-1000:])
+    runs = {}
+    seconds = ["-T", str(ENDPOINT_SECONDS), "-c", "4", "-j", "2"]
+    for label, options in (("select-only", ["-S"]), ("tpc-b", []), ("select-only -C", ["-S", "-C"]),
+                           ("tpc-b -C", ["-C"])):
+        direct = pgbench(client, image, production["port"], password, database, *seconds, *options)
+        pooled = pgbench(client, image, endpoint["port"], password, database, *seconds, *options)
+        runs[label] = {"direct_tps": direct["tps"], "endpoint_tps": pooled["tps"],
+                       "endpoint_over_direct": round(pooled["tps"] / direct["tps"], 3)}
+        print(json.dumps({label: runs[label]}), flush=True)
+    module("branch", database=database, name="other")
+    load_seconds = SWITCHES * 3 + 10
+    pauses, failures = [], []
+    result: dict = {}
+
+    def load():
+        result.update(pgbench(client, image, endpoint["port"], password, database, "-C", "-T", str(load_seconds),
+                              "-c", "4", "-j", "2"))
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    time.sleep(4)
+    for turn in range(SWITCHES):
+        switched = module("branch", database=database, name="other" if turn % 2 == 0 else "production", state="default")
+        pauses.append(switched["switch_pause_ms"])
+        if not switched["switch_drained"]:
+            failures.append(turn)
+        time.sleep(1)
+    thread.join()
+    module("database", name=database, state="absent")
+    ordered = sorted(pauses)
+    return {"pgbench": runs, "switch": {"count": SWITCHES, "pause_ms": pauses, "p50_ms": ordered[len(ordered) // 2],
+                                        "max_ms": ordered[-1], "not_drained": len(failures),
+                                        "transactions": result["processed"], "failed_transactions": result["failed"],
+                                        "tps_under_switches": result["tps"]}}
+
+
+def endpoint_table(endpoint: dict) -> str:
+    lines = ["| pgbench, 4 clients | direct TPS | through the endpoint | endpoint / direct |", "|---|---|---|---|"]
+    for label, run in endpoint["pgbench"].items():
+        lines.append(f"| {label} | {run['direct_tps']:.0f} | {run['endpoint_tps']:.0f} | {run['endpoint_over_direct']:.2f}x |")
+    switch = endpoint["switch"]
+    lines += ["", f"{switch['count']} switches under pgbench -C load through the endpoint: pause p50 "
+              f"{switch['p50_ms']:.1f} ms, max {switch['max_ms']:.1f} ms; {switch['transactions']} transactions, "
+              f"{switch['failed_transactions']} failed."]
+    return "\n".join(lines)
+
+
+def endpoint_plot(endpoint: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.8))
+    labels = list(endpoint["pgbench"])
+    positions = range(len(labels))
+    left.bar([p - 0.2 for p in positions], [endpoint["pgbench"][k]["direct_tps"] for k in labels], 0.4, label="direct")
+    left.bar([p + 0.2 for p in positions], [endpoint["pgbench"][k]["endpoint_tps"] for k in labels], 0.4,
+             label="endpoint")
+    left.set_xticks(list(positions), labels, rotation=15)
+    left.set_ylabel("TPS")
+    left.set_title("pgbench: branch port vs endpoint")
+    left.legend()
+    pauses = endpoint["switch"]["pause_ms"]
+    right.plot(range(1, len(pauses) + 1), pauses, "o-")
+    right.set_xlabel("switch")
+    right.set_ylabel("pause (ms)")
+    right.set_title("switch pause under pgbench -C load")
+    right.grid(True, alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
 def table(rows: list[dict]) -> str:
     methods = ["baseful", "hand-dump", "dump", "physical", "snapshot", "cp -a"]
     lines = ["| size | " + " | ".join(methods) + " | baseful / snapshot | physical / cp -a | dump / hand-dump |",
@@ -243,7 +354,10 @@ def main() -> None:
     parser.add_argument("--sizes", default=os.environ.get("BENCH_SIZES", "1,5"), help="GB, comma separated")
     parser.add_argument("--image", default=os.environ.get("BENCH_IMAGE", "postgres:17"))
     parser.add_argument("--snapshots", type=int, default=10)
+    parser.add_argument("--only", choices=["endpoint"], help="run this part alone, keeping the rest of results.json")
     args = parser.parse_args()
+    if args.only == "endpoint":
+        return main_endpoint(args.image)
     sizes = [int(s) for s in args.sizes.split(",")]
     jobs = os.cpu_count() or 2
     WORK.mkdir(parents=True, exist_ok=True)
@@ -286,6 +400,25 @@ def main() -> None:
     print(table(results["rows"]))
     print(f"snapshot under pgbench load: {results['stall']}")
     print(f"{args.snapshots} snapshot branches: {results['snapshots']}")
+    main_endpoint(args.image)
+
+
+def main_endpoint(image: str) -> None:
+    WORK.mkdir(parents=True, exist_ok=True)
+    module = Module({"state_dir": str(WORK / "state-endpoint"), "port_range": PORTS})
+    try:
+        endpoint = bench_endpoint(module, docker.from_env(), image)
+    finally:
+        module("database", name="benchep", state="absent")
+    out = HERE / "latest"
+    out.mkdir(exist_ok=True)
+    path = out / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results["endpoint"] = endpoint
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    endpoint_plot(endpoint, out / "endpoint.png")
+    (out / "endpoint.md").write_text(endpoint_table(endpoint) + "\n")
+    print(endpoint_table(endpoint))
 
 
 if __name__ == "__main__":

@@ -279,16 +279,18 @@ DEFAULT_ENDPOINT = EndpointRequest()
 NO_ENDPOINT = EndpointRequest(enabled=False)
 
 
-def plan_endpoint(request: EndpointRequest, record: DatabaseRecord, container_status: str) -> List[str]:
+def plan_endpoint(request: EndpointRequest, record: DatabaseRecord, container_status: str,
+                  files_present: bool = True) -> List[str]:
     """The endpoint's actions for a ready database: made, moved to another port or image, repaired on its pinned
-    port when its container is gone, started when it was stopped, or removed."""
+    port when its container is gone (or its configuration is: a state_dir lost, the container's mount is of a
+    directory that is no more), started when it was stopped, or removed."""
     recorded = record.endpoint_port is not None
     if not request.enabled:
         return [REMOVE_ENDPOINT] if recorded or record.endpoint_container else []
     if not recorded:
         return [CREATE_ENDPOINT]
     moved = request.port not in (None, record.endpoint_port) or request.image != record.endpoint_image
-    if moved or container_status == MISSING:
+    if moved or container_status == MISSING or not files_present:
         return [RECREATE_ENDPOINT]
     if container_status == STOPPED:
         return [START_ENDPOINT]

@@ -61,12 +61,13 @@ endpoints:
     - The endpoint of each database listed that has one, as Docker and its configuration have it now.
     - C(status) is its container's (running, stopped, missing); C(routes) maps each database name a client may
       give the endpoint to the branch it reaches (null where that branch is stopped); C(in_sync) says whether the
-      routes are those the records call for (false after a run was killed half-way; the next apply repairs it).
+      routes are those the records call for and the pooler has taken them (false after a run was killed
+      half-way; the next apply repairs it); C(switch_pending) says a switch was begun and not seen through.
   returned: always
   type: list
   elements: dict
   sample:
-    - {database: inventory, host: 127.0.0.1, port: 54321, status: running, in_sync: true,
+    - {database: inventory, host: 127.0.0.1, port: 54321, status: running, in_sync: true, switch_pending: false,
        url: "postgresql://postgres:********@127.0.0.1:54321/inventory",
        routes: {inventory: production, inventory.production: production, inventory.feature: feature}}
 actions:

@@ -69,7 +69,8 @@ options:
         each branch. A switch of the default branch (M(baseful.branching.branch) O(baseful.branching.branch#module:state=default))
         repoints it online, so an application configured once with RV(database.endpoint.url) follows every switch.
       - V(false) on an existing database removes its endpoint; its branches are not touched.
-      - See the endpoint guide (docs/endpoint.md) for routes, pooling and the switch.
+      - The endpoint guide of this collection's documentation (C(docs/docsite/rst/endpoint.rst)) says how routes,
+        pooling, authentication and the switch work.
     type: bool
     default: true
   endpoint_port:

@@ -295,3 +295,35 @@ def test_database_delete_killed_then_run_again_finishes_it(site, docker_client, 
     site["ansible"].run("database", name=name, state="absent")
     assert_database_converged(site, docker_client, name, exists=False)
     tally.record("faults", tried=0, held=1)
+
+
+# The endpoint's switch: the records say the new default, the routes are written with a mark that a switch is
+# under way, then the pooler pauses, reloads and resumes. Killed after the mark (and, with a timer, while the
+# pooler is being switched), the next apply finishes the switch.
+@pytest.mark.parametrize("point", ["switch:marked", "switch:marked@0.02"])
+def test_a_switch_killed_then_run_again_leaves_exactly_one_route_to_the_default(ansible, database, dbname, tally, point):
+    endpoint = database["database"]["endpoint"]
+    with connect(database["branch"]["url"]) as conn:
+        conn.execute("CREATE TABLE whoami (branch text); INSERT INTO whoami VALUES ('production')")
+    feature = ansible.run("branch", database=dbname, name="feature")
+    with connect(feature["branch"]["url"]) as conn:
+        conn.execute("UPDATE whoami SET branch = 'feature'")
+    tally.record("faults", tried=1, held=0)
+    killed_at({"ansible": ansible, "name": dbname}, point, name="feature", state="default")
+    live = ansible.run("branch_info", database=dbname)["endpoints"][0]
+    if "@" not in point:  # died before the pooler was told: it still routes to production, and says so
+        assert live["switch_pending"] is True and live["in_sync"] is False
+        assert query(endpoint["url"], "SELECT branch FROM whoami") == [("production",)]
+
+    again = ansible.run("branch", database=dbname, name="feature", state="default")
+    assert not again.get("failed") and again["actions"] == [], again
+    assert "switch_pause_ms" in again  # the switch left half-done is finished
+    live = ansible.run("branch_info", database=dbname)["endpoints"][0]
+    assert live["in_sync"] and not live["switch_pending"]
+    assert live["routes"] == {dbname: "feature", f"{dbname}.feature": "feature", f"{dbname}.production": "production"}
+    config = (Path(ansible.placement["state_dir"]) / "endpoints" / dbname / "pgbouncer.ini").read_text()
+    assert len([line for line in config.splitlines() if line.startswith(f"{dbname} = ")]) == 1
+    for _ in range(5):  # every new session, not only the first, lands on the default
+        assert query(endpoint["url"], "SELECT branch FROM whoami") == [("feature",)]
+    assert ansible.run("branch", database=dbname, name="feature", state="default")["changed"] is False
+    tally.record("faults", tried=0, held=1)

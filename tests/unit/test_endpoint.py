@@ -83,6 +83,25 @@ def test_the_endpoint_is_planned_from_its_record_and_its_container(request_, rec
     assert P.plan_endpoint(request_, record(**recorded), status) == actions
 
 
+def test_an_endpoint_whose_files_are_gone_is_made_again_even_while_it_runs():
+    assert P.plan_endpoint(WITH_ENDPOINT, record(**RECORDED), "running", files_present=False) == [P.RECREATE_ENDPOINT]
+
+
+def test_a_database_made_before_verifiers_were_kept_gives_every_server_one_when_its_endpoint_comes(host):
+    make_database(host, endpoint=EndpointRequest(enabled=False))
+    apply(host, name="feature", state="stopped")
+    secrets_dir = os.path.join(host["placement"].state_dir, "secrets")
+    os.remove(os.path.join(secrets_dir, "inventory.verifier"))  # as a database of an older version has none
+    calls = host["runtime"].calls
+    before = len(calls)
+    assert make_database(host, endpoint=WITH_ENDPOINT).actions == ["create_endpoint"]
+    given = [c for c in calls[before:] if c[0] == "set_password"]
+    assert len(given) == 2  # production, and the stopped branch, started for it
+    assert host["runtime"].status([i for i, c in host["runtime"].containers.items()
+                                   if c["labels"]["baseful.branch"] == "feature"][0]) == "stopped"
+    assert read_secret(os.path.join(secrets_dir, "inventory.verifier")).startswith("SCRAM-SHA-256$")
+
+
 # the service
 
 

@@ -56,7 +56,7 @@ class Service:
     @property
     def adoption(self) -> Adoption:
         site = self.site
-        return Adoption(site.store, site.manifests, site.runtime, site.check_mode, site.secret_file)
+        return Adoption(site.store, site.manifests, site.runtime, site.check_mode, site.secret_file, site.verifier_file)
 
     def close(self) -> None:
         self.site.close()
@@ -126,6 +126,7 @@ class Service:
         # must not expire that one's branches.
         mine = set(self.adoption.ours([d.name for d in self.store.databases()])) if database is None else {database}
         due = [b for b in self.store.branches(database) if b.database in mine and b.expired(now())]
+        self._heal_routes(mine)
         outcome = Outcome(values={"expired": [], "kept": [], "errors": []})
         for branch in due:
             try:
@@ -139,6 +140,17 @@ class Service:
                 outcome.values["expired"].append({"database": branch.database, "name": branch.name,
                                                   "expires_at": branch.expires_at})
         return outcome
+
+    def _heal_routes(self, databases) -> None:
+        """The expiry job runs every minute: it also rewrites endpoint routes that no longer match Docker (a
+        daemon restart gives containers new addresses), so a pooler heals without anyone re-applying."""
+        if self.site.check_mode:
+            return
+        for name in sorted(databases):
+            record = self.store.database(name)
+            if record is not None and record.endpoint_port is not None:
+                with self.store.lock(name, shared=True):
+                    self.branches.endpoints.sync(record)
 
     def _expire_one(self, database: str, name: str, outcome: Outcome) -> bool:
         """Deletes one branch if, read again under its lock, its lease is still over: a run that renewed

@@ -40,12 +40,13 @@ AUTH_PROBE = ('PGPASSWORD="$(cat "$SECRET")" psql -X -q -w -At --dbname="$DSN" -
 
 
 class Adoption:
-    def __init__(self, store: Store, manifests: Manifests, runtime, check_mode: bool, secret_file):
+    def __init__(self, store: Store, manifests: Manifests, runtime, check_mode: bool, secret_file, verifier_file=None):
         self.store = store
         self.manifests = manifests
         self.runtime = runtime
         self.check_mode = check_mode
         self.secret_file = secret_file  # database name -> path of its password file under state_dir
+        self.verifier_file = verifier_file  # database name -> path of its SCRAM verifier
 
     def refuse_foreign(self, database: str, unmanifested: bool = True) -> None:
         """Refuses a database whose data another state_dir still records, or (`unmanifested`) whose directory
@@ -215,9 +216,13 @@ class Adoption:
                     return
         wanted = password if password is not None else secrets.token_urlsafe(24)
         write_secret(path, wanted)  # kept first: no branch may take a password that nobody keeps
+        # One verifier for every branch, kept too: the endpoint's pooler logs in with it (service/endpoints.py).
+        verifier = scram_verifier(wanted)
+        if self.verifier_file is not None:
+            write_secret(self.verifier_file(record.name), verifier)
         for branch in reachable:
             with self._running(record, branch, status[branch.name]) as container:
-                if not self.runtime.set_password(container, record.user, scram_verifier(wanted)):
+                if not self.runtime.set_password(container, record.user, verifier):
                     raise InputError("password", f"database {record.name!r} was adopted from data_root, but "
                                      f"{'the password given' if password is not None else 'no known password'} "
                                      f"authenticates as {record.user!r} and branch {branch.name!r} refuses a reset "

@@ -93,8 +93,8 @@ class DatabaseLifecycle:
             source = Endpoint(url=source_url) if source_url else None
             branch, copy_result = self.executor.create_branch(record, PRODUCTION, source, "all", "auto", port=None,
                                                               ttl=None, is_default=True, protected=True)
-            # Every later branch copies production's roles, and with them this verifier.
-            self.executor.endpoints.settle_verifier(record, [branch.container_id])
+            # Made now and given to production, whose roles (and this verifier with them) every later branch copies.
+            self.executor.endpoints.verifier(record)
             if endpoint.enabled:
                 self.executor.endpoints.make(record, endpoint)
             site.store.set_database_status(name, READY)

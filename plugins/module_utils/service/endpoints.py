@@ -59,10 +59,13 @@ class Endpoints:
         return os.path.join(self.site.placement.state_dir, "endpoints", database)
 
     def verifier_file(self, database: str) -> str:
-        return os.path.join(self.site.store.secret_dir, f"{database}.verifier")
+        return self.site.verifier_file(database)
 
     def verifier(self, record: DatabaseRecord) -> str:
-        """The database's SCRAM verifier, made from its password the first time it is asked for."""
+        """The database's SCRAM verifier. Made from its password the first time it is asked for (a database's
+        create, or one made before verifiers were kept, or whose state_dir was lost), and then given to every
+        branch's server, a stopped one started for it and stopped again: PgBouncer's SCRAM pass-through needs
+        each server to store this very verifier (same salt and iterations, not only the same password)."""
         path = self.verifier_file(record.name)
         kept = read_secret(path)
         if kept:
@@ -70,7 +73,24 @@ class Endpoints:
         made = scram_verifier(read_secret(record.password_file) or "")
         if not self.site.check_mode:
             write_secret(path, made)
+            self._give_every_server(record, made)
         return made
+
+    def _give_every_server(self, record: DatabaseRecord, verifier: str) -> None:
+        runtime = self.site.runtime
+        for branch in self.site.store.branches(record.name):
+            container = branch.container_id or branch.container_name
+            status = runtime.status(container) if branch.status in (RUNNING, STOPPED) else MISSING
+            if status == MISSING:
+                continue
+            if status == STOPPED:
+                runtime.start(container, branch.port)
+            try:
+                runtime.wait_ready(container, record.user, record.name)
+                runtime.set_password(container, record.user, verifier)
+            finally:
+                if status == STOPPED:
+                    runtime.stop(container)
 
     # what the modules return
 
@@ -100,6 +120,11 @@ class Endpoints:
                 host = dict(part.split("=", 1) for part in target.split() if "=" in part).get("host")
                 found[name] = by_address.get(host)
         return found
+
+    def switch_pending(self, record: DatabaseRecord) -> bool:
+        """Whether a switch was begun and not seen through (its run was killed): the pooler may still route the
+        database's name to the former default."""
+        return os.path.exists(os.path.join(self.config_dir(record.name), SWITCHING))
 
     def routes_wanted(self, record: DatabaseRecord) -> dict:
         """What the records call for, in the form of routes_now."""
@@ -134,7 +159,8 @@ class Endpoints:
         stopped by hand; returns the actions, which check mode only plans."""
         site = self.site
         status = site.runtime.status(record.endpoint_container) if record.endpoint_container else MISSING
-        actions = P.plan_endpoint(request, record, status)
+        files = os.path.isfile(os.path.join(self.config_dir(record.name), CONFIG_FILE))
+        actions = P.plan_endpoint(request, record, status, files)
         if site.check_mode or not actions:
             return actions
         if P.REMOVE_ENDPOINT in actions:
@@ -250,13 +276,6 @@ class Endpoints:
                 _write(path, text)
                 changed = True
         return changed
-
-    def settle_verifier(self, record: DatabaseRecord, containers: List[str]) -> None:
-        """Gives the servers of `containers` (running) the database's verifier, which the pooler's SCRAM
-        pass-through needs them to store (same salt and iterations, not only the same password)."""
-        verifier = self.verifier(record)
-        for container in containers:
-            self.site.runtime.set_password(container, record.user, verifier)
 
 
 def _read(path: str) -> Optional[str]:

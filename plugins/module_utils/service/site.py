@@ -74,6 +74,11 @@ class Site:
     def secret_file(self, database: str) -> str:
         return os.path.join(self.store.secret_dir, f"{database}.password")
 
+    def verifier_file(self, database: str) -> str:
+        """The database's SCRAM verifier, which every branch's server stores for its user (its endpoint's
+        pooler logs in with it: service/endpoints.py)."""
+        return os.path.join(self.store.secret_dir, f"{database}.verifier")
+
     def close(self) -> None:
         if self._store is not None:
             self._store.close()

@@ -39,9 +39,9 @@ class Views:
     def endpoint_live(self, record: DatabaseRecord) -> dict:
         """The endpoint as Docker and its configuration have it now, against what the records call for."""
         endpoints = self.endpoints
-        routes = endpoints.routes_now(record)
+        routes, pending = endpoints.routes_now(record), endpoints.switch_pending(record)
         return dict(endpoints.view(record, self.password(record)), database=record.name, routes=routes,
-                    in_sync=routes == endpoints.routes_wanted(record))
+                    switch_pending=pending, in_sync=routes == endpoints.routes_wanted(record) and not pending)
 
     def branch(self, database: DatabaseRecord, record: BranchRecord) -> dict:
         status = record.status
