@@ -70,11 +70,13 @@ def lifecycle(docker_client, image17):
                                env=env_json, capture_output=True, text=True, check=True)
         results = [t["hosts"]["localhost"] for t in json_report(quiet.stdout)["plays"][0]["tasks"]]
         secrets_dir = workdir / "state" / "secrets"
-        passwords = {p.stem: p.read_text() for p in secrets_dir.iterdir()}
+        passwords = {p.stem: p.read_text() for p in secrets_dir.glob("*.password")}
+        verifiers = {p.stem: p.read_text() for p in secrets_dir.glob("*.verifier")}
         containers = docker_client.containers.list(all=True, filters={"label": "managed-by=baseful"}, ignore_removed=True)
         mine = [c for c in containers if c.labels.get("baseful.database") in (upstream, name)]
         yield {"workdir": workdir, "placement": placement, "verbose": verbose.stdout + verbose.stderr,
                "log": (workdir / "ansible.log").read_text(), "results": results, "passwords": passwords,
+               "verifiers": verifiers,
                "containers": mine, "name": name, "upstream": upstream}
     finally:
         _remove_containers_under(docker_client, str(workdir))
@@ -94,6 +96,7 @@ def test_passwords_appear_in_output_and_logs_only_inside_urls(lifecycle, tally):
             tally.record("exposure", tried=1, held=0)
             assert password in lifecycle[where] or where == "log", "the run printed no URL at all: the check is blind"
             assert only_in_urls(lifecycle[where], password), f"a password outside a URL in the {where} output"
+            assert not any(v in lifecycle[where] for v in lifecycle["verifiers"].values()), f"a verifier in {where}"
             tally.record("exposure", tried=0, held=1)
 
 
@@ -103,26 +106,35 @@ def test_module_results_hold_a_password_only_in_url_and_never_in_diff(lifecycle,
         for path, text in walk(result):
             for password in lifecycle["passwords"].values():
                 if password in text:
-                    assert path.endswith(".url") and "diff" not in path, f"password at {path}"
+                    assert path.endswith((".url", ".endpoint_url")) and "diff" not in path, f"password at {path}"
+            for verifier in lifecycle["verifiers"].values():  # the endpoint's SCRAM verifier is never returned
+                assert verifier not in text, f"verifier at {path}"
         tally.record("exposure", tried=0, held=1)
 
 
 def test_docker_inspect_and_container_logs_hold_no_password(lifecycle, tally):
-    assert len(lifecycle["containers"]) == 3  # upstream and seeded production, dev
+    roles = sorted(c.labels["baseful.role"] for c in lifecycle["containers"])
+    assert roles == ["branch"] * 3 + ["endpoint"] * 2  # upstream and seeded production, dev; an endpoint each
+    assert len(lifecycle["verifiers"]) == 2
     for container in lifecycle["containers"]:
         tally.record("exposure", tried=1, held=0)
         inspected = json.dumps(container.attrs)
         logs = container.logs().decode(errors="replace")
-        for password in lifecycle["passwords"].values():
-            assert password not in inspected and password not in logs, container.name
-        assert any(e.startswith("POSTGRES_PASSWORD_FILE=") for e in container.attrs["Config"]["Env"])
+        for secret in [*lifecycle["passwords"].values(), *lifecycle["verifiers"].values()]:
+            assert secret not in inspected and secret not in logs, container.name
+        if container.labels["baseful.role"] == "branch":
+            assert any(e.startswith("POSTGRES_PASSWORD_FILE=") for e in container.attrs["Config"]["Env"])
+        else:  # the endpoint's configuration is a read-only mount, and it runs as no root
+            assert all(not m["RW"] for m in container.attrs["Mounts"] if m["Type"] == "bind")
+            assert container.attrs["Config"]["User"] not in ("", "0", "root", "0:0")
         tally.record("exposure", tried=0, held=1)
 
 
 def test_ports_bind_to_loopback(lifecycle, tally):
     for container in lifecycle["containers"]:
         tally.record("exposure", tried=1, held=0)
-        assert [b["HostIp"] for b in container.attrs["HostConfig"]["PortBindings"]["5432/tcp"]] == ["127.0.0.1"]
+        [bindings] = container.attrs["HostConfig"]["PortBindings"].values()
+        assert [b["HostIp"] for b in bindings] == ["127.0.0.1"]
         tally.record("exposure", tried=0, held=1)
 
 

@@ -92,8 +92,13 @@ def assert_converged(site, client, present: dict) -> None:
         if port is not None:
             assert branches[name]["port"] == port
     labelled = client.containers.list(all=True, filters={"label": f"baseful.database={site['name']}"})
-    assert sorted(c.labels["baseful.branch"] for c in labelled) == sorted(branches), "stray or missing container"
-    assert all(c.labels["baseful.role"] == "branch" and c.status == "running" for c in labelled)
+    servers = [c for c in labelled if c.labels["baseful.role"] == "branch"]
+    assert sorted(c.labels["baseful.branch"] for c in servers) == sorted(branches), "stray or missing container"
+    assert all(c.status == "running" for c in servers)
+    others = [(c.labels["baseful.role"], c.status) for c in labelled if c not in servers]
+    assert others == [("endpoint", "running")], f"stray or missing container: {others}"
+    [endpoint] = info["endpoints"]
+    assert endpoint["in_sync"], endpoint  # the routes are the records', whatever the run died doing
     database_dir = Path(site["placement"]["data_root"]) / site["name"]
     on_disk = sorted(p.name for p in database_dir.iterdir() if p.name != ".baseful")
     assert on_disk == sorted(branches), f"stray data directory: {on_disk}"

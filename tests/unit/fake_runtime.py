@@ -158,6 +158,9 @@ class FakeRuntime:
                 return f"10.0.0.{identifier[1:]}"
         return None
 
+    def resume_endpoint(self, name_or_id: str) -> None:
+        self.calls.append(("resume_endpoint", name_or_id))
+
     def reload_endpoint(self, name_or_id: str) -> None:
         self.calls.append(("reload_endpoint", name_or_id))
 

@@ -117,6 +117,8 @@ def test_a_new_database_has_an_endpoint_whose_files_are_the_endpoints_own_and_ho
     assert made.values["branch"]["endpoint_url"].endswith("@127.0.0.1:54321/inventory.production")
     [container] = endpoint_container(host)
     directory = container["spec"].config_dir
+    for level in (directory, os.path.dirname(directory)):
+        assert stat.S_IMODE(os.stat(level).st_mode) == 0o700
     password = read_secret(os.path.join(host["placement"].state_dir, "secrets", "inventory.password"))
     for name in ("pgbouncer.ini", "userlist.txt"):
         path = os.path.join(directory, name)

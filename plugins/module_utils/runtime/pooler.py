@@ -51,21 +51,25 @@ SWITCH = f'''PGPASSWORD="$(cat {SECRET_IN_CONTAINER})"; export PGPASSWORD
 conn="host=$ENDPOINT port={LISTEN_PORT} user=$BASEFUL_USER dbname=pgbouncer connect_timeout=10"
 commands="$(mktemp)"; trap 'rm -f "$commands"' EXIT
 printf '%s\\n' '\\timing on' "PAUSE \\"$ROUTE\\";" 'RELOAD;' "RESUME \\"$ROUTE\\";" >"$commands"
+began=$(date +%s)
 psql -X -w -At -v ON_ERROR_STOP=1 "$conn" -f "$commands" & session=$!
 # the watchdog's output goes nowhere: an open standard output would keep the exec (and this run) waiting for it
 ( sleep "$WAIT"; kill "$session" ) >/dev/null 2>&1 & watchdog=$!
 if wait "$session"; then kill "$watchdog" 2>/dev/null; echo drained=yes; exit 0; fi
 kill "$watchdog" 2>/dev/null
-echo drained=no
-printf '%s\\n' '\\timing on' 'RELOAD;' | psql -X -w -At -v ON_ERROR_STOP=1 "$conn" -f - || exit 3
+# the wait ran out, or PAUSE itself failed (a route the pooler did not have yet): reload and resume either way
+if [ $(( $(date +%s) - began )) -ge "$WAIT" ]; then echo drained=no; else echo drained=failed; fi
+printf '%s\\n' '\\timing on' 'RELOAD;' | psql -X -w -At -v ON_ERROR_STOP=1 "$conn" -f -; reloaded=$?
+# resumed whatever became of the reload: clients are never left paused
 printf '%s\\n' '\\timing on' "RESUME \\"$ROUTE\\";" | psql -X -w -At "$conn" -f - 2>/dev/null || true
+[ "$reloaded" -eq 0 ] || exit 3
 '''
 
 
 # Commands for the admin console, one per line from the environment; each runs whatever the one before it said.
 ADMIN = f'''PGPASSWORD="$(cat {SECRET_IN_CONTAINER})"; export PGPASSWORD
-printf '%s\\n' "$COMMANDS" | psql -X -w -At "host=$ENDPOINT port={LISTEN_PORT} user=$BASEFUL_USER dbname=pgbouncer \\
-  connect_timeout=10" -f -
+printf '%s\\n' "$COMMANDS" | psql -X -w -At -v ON_ERROR_STOP=1 \\
+  "host=$ENDPOINT port={LISTEN_PORT} user=$BASEFUL_USER dbname=pgbouncer connect_timeout=10" -f -
 '''
 
 
@@ -118,7 +122,9 @@ class PoolerContainers:
                 user=f"{ENDPOINT_UID}:{ENDPOINT_UID}", labels=labels, environment={},
                 ports={f"{LISTEN_PORT}/tcp": (spec.bind_address, spec.port)},
                 mounts=mounts + self._volume_covers(spec.image, mounts), network=spec.network,
-                restart_policy={"Name": "unless-stopped"}, detach=True,
+                # Not restarted by Docker: after a daemon restart its routes may name addresses Docker has since
+                # given to other branches, so it serves again only once an apply or the expiry job rewrote them.
+                restart_policy={"Name": "no"}, detach=True,
                 log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}},
             )
             if start:
@@ -141,8 +147,11 @@ class PoolerContainers:
             if container is None or container.status in ("exited", "dead"):
                 logs = self.log_tail(container_id, 5).strip()
                 raise BranchingError(f"the endpoint of database {spec.database!r} exited as it started: {logs}")
-            if "listening on" in self.log_tail(container_id, 20) or time.monotonic() > deadline:
+            if "listening on" in self.log_tail(container_id, 20):
                 return
+            if time.monotonic() > deadline:
+                raise BranchingError(f"the endpoint of database {spec.database!r} did not listen within "
+                                     f"{timeout:.0f}s: {self.log_tail(container_id, 5).strip()}")
             time.sleep(0.05)
 
     def address(self, name_or_id: str, network: str) -> Optional[str]:
@@ -151,6 +160,12 @@ class PoolerContainers:
         if container is None or container.status != "running":
             return None
         return ((container.attrs.get("NetworkSettings") or {}).get("Networks") or {}).get(network, {}).get("IPAddress") or None
+
+    def resume_endpoint(self, name_or_id: str) -> None:
+        """SIGUSR2: PgBouncer resumes every paused database (RESUME without the admin console)."""
+        container = self._find(name_or_id)
+        if container is not None and container.status == "running":
+            container.kill(signal="SIGUSR2")
 
     def reload_endpoint(self, name_or_id: str) -> None:
         """SIGHUP: PgBouncer reads its configuration again; changed routes apply to new server connections, and
@@ -177,6 +192,6 @@ class PoolerContainers:
         if result.exit_code != 0:
             raise BranchingError(f"the endpoint {endpoint} did not take its new routes (RELOAD failed: "
                                  f"{stderr.strip()[-300:]}); the next apply repoints it")
-        drained = "drained=yes" in stdout
+        drained, timed_out = "drained=yes" in stdout, "drained=no" in stdout
         waited = sum(float(ms) for ms in re.findall(r"^Time: ([0-9.]+) ms", stdout, re.MULTILINE))
-        return Switch(pause_ms=round(waited if drained else waited + wait_seconds * 1000, 1), drained=drained)
+        return Switch(pause_ms=round(waited + (wait_seconds * 1000 if timed_out else 0), 1), drained=drained)

@@ -21,6 +21,7 @@ from typing import List, Optional
 from ansible_collections.baseful.branching.plugins.module_utils import plan as P
 from ansible_collections.baseful.branching.plugins.module_utils.copy import check_request
 from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
+from ansible_collections.baseful.branching.plugins.module_utils.locks import LockBusy
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     READY,
     DatabaseRecord,
@@ -126,7 +127,6 @@ class Service:
         # must not expire that one's branches.
         mine = set(self.adoption.ours([d.name for d in self.store.databases()])) if database is None else {database}
         due = [b for b in self.store.branches(database) if b.database in mine and b.expired(now())]
-        self._heal_routes(mine)
         outcome = Outcome(values={"expired": [], "kept": [], "errors": []})
         for branch in due:
             try:
@@ -139,18 +139,27 @@ class Service:
                 outcome.actions.append(P.DELETE)
                 outcome.values["expired"].append({"database": branch.database, "name": branch.name,
                                                   "expires_at": branch.expires_at})
+        self._heal_routes(mine, outcome)
         return outcome
 
-    def _heal_routes(self, databases) -> None:
-        """The expiry job runs every minute: it also rewrites endpoint routes that no longer match Docker (a
-        daemon restart gives containers new addresses), so a pooler heals without anyone re-applying."""
+    def _heal_routes(self, databases, outcome: Outcome) -> None:
+        """The expiry job runs every minute: it also rewrites endpoint routes that no longer match Docker and
+        starts a pooler a Docker daemon restart left stopped (it gives containers new addresses), so an
+        endpoint heals without anyone re-applying. A database another run holds is left to that run; one
+        database's trouble is reported and stops nothing."""
         if self.site.check_mode:
             return
         for name in sorted(databases):
             record = self.store.database(name)
-            if record is not None and record.endpoint_port is not None:
-                with self.store.lock(name, shared=True):
+            if record is None or record.endpoint_port is None:
+                continue
+            try:
+                with self.store.lock(name, shared=True, timeout=0):
                     self.branches.endpoints.sync(record)
+            except LockBusy:
+                continue
+            except BranchingError as error:
+                outcome.values["errors"].append({"database": name, "name": "endpoint", "error": str(error)})
 
     def _expire_one(self, database: str, name: str, outcome: Outcome) -> bool:
         """Deletes one branch if, read again under its lock, its lease is still over: a run that renewed

@@ -46,8 +46,10 @@ class DatabaseLifecycle:
             return Outcome(True, adopted + plan.actions, before, {})
         endpoints = self.executor.endpoints
         if P.CREATE_DATABASE not in plan.actions:
-            outcome = self.executor.apply(record, P.BranchRequest(name, PRODUCTION, state="present"))
+            # The endpoint first: production's run then routes through what it makes or repairs.
             endpoint_actions = endpoints.apply(record, endpoint)
+            record = site.store.database(name) or record
+            outcome = self.executor.apply(record, P.BranchRequest(name, PRODUCTION, state="present"))
             if endpoint_actions:
                 outcome.changed = True
                 outcome.actions += endpoint_actions
@@ -123,11 +125,13 @@ class DatabaseLifecycle:
         site = self.site
         site.store.mark_database_deleting(name)
         injection_point("database:marked")
+        record = site.store.database(name)
+        if record is not None:
+            self.executor.endpoints.forget(record)
         self.executor.recovery.remove_labelled(name)
         injection_point("database:containers")
         for branch in site.store.branches(name):
             site.storage.remove(branch.data_dir)
         injection_point("database:data")
         site.store.remove_database(name)
-        self.executor.endpoints.forget(name)
         remove_secret(site.secret_file(name))

@@ -13,7 +13,6 @@ the route it may have left paused. The database's SCRAM verifier is kept as <sta
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from typing import Iterable, List, Optional
 
@@ -26,6 +25,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.endpoint.config 
     route_name,
     routes,
 )
+from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError
 from ansible_collections.baseful.branching.plugins.module_utils.faults import injection_point
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     MISSING,
@@ -37,6 +37,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.model import (
     scram_verifier,
 )
 from ansible_collections.baseful.branching.plugins.module_utils.runtime import (
+    ENDPOINT_ROLE,
     ENDPOINT_UID,
     EndpointSpec,
     Switch,
@@ -56,24 +57,30 @@ class Endpoints:
     # where things are
 
     def config_dir(self, database: str) -> str:
-        return os.path.join(self.site.placement.state_dir, "endpoints", database)
+        # A dot first: a database's name starts with a letter, so this is never a database's data directory even
+        # where data_root is state_dir itself.
+        return os.path.join(self.site.placement.state_dir, ".endpoints", database)
 
     def verifier_file(self, database: str) -> str:
         return self.site.verifier_file(database)
 
+    def kept_verifier(self, record: DatabaseRecord) -> Optional[str]:
+        return read_secret(self.verifier_file(record.name)) or None
+
     def verifier(self, record: DatabaseRecord) -> str:
-        """The database's SCRAM verifier. Made from its password the first time it is asked for (a database's
-        create, or one made before verifiers were kept, or whose state_dir was lost), and then given to every
-        branch's server, a stopped one started for it and stopped again: PgBouncer's SCRAM pass-through needs
-        each server to store this very verifier (same salt and iterations, not only the same password)."""
-        path = self.verifier_file(record.name)
-        kept = read_secret(path)
+        """The database's SCRAM verifier. Made from its password the first time a database run asks for it (its
+        create; a database made before verifiers were kept, or whose state_dir was lost), given to every
+        branch's server (a stopped one started for it and stopped again) and only then kept: PgBouncer's SCRAM
+        pass-through needs each server to store this very verifier (same salt and iterations, not only the same
+        password), and a run killed half-way leaves none kept, so the next one gives them all a new one. Called
+        under the database's exclusive lock, since it starts and stops branches."""
+        kept = self.kept_verifier(record)
         if kept:
             return kept
         made = scram_verifier(read_secret(record.password_file) or "")
         if not self.site.check_mode:
-            write_secret(path, made)
             self._give_every_server(record, made)
+            write_secret(self.verifier_file(record.name), made)
         return made
 
     def _give_every_server(self, record: DatabaseRecord, verifier: str) -> None:
@@ -87,10 +94,20 @@ class Endpoints:
                 runtime.start(container, branch.port)
             try:
                 runtime.wait_ready(container, record.user, record.name)
-                runtime.set_password(container, record.user, verifier)
+                if not runtime.set_password(container, record.user, verifier):
+                    raise BranchingError(f"branch {branch.name!r} of database {record.name!r} refused the endpoint's "
+                                         "SCRAM verifier through its local socket; nothing is routed to it until it "
+                                         "takes it (apply the database again)")
             finally:
                 if status == STOPPED:
                     runtime.stop(container)
+
+    def give_verifier(self, record: DatabaseRecord, container: str) -> None:
+        """A branch whose server was initialised anew (a fresh or empty copy, which copies no roles) takes the
+        kept verifier."""
+        kept = self.kept_verifier(record)
+        if kept and not self.site.runtime.set_password(container, record.user, kept):
+            raise BranchingError(f"container {container} refused the endpoint's SCRAM verifier through its local socket")
 
     # what the modules return
 
@@ -155,22 +172,32 @@ class Endpoints:
     # a database's endpoint, as it asks
 
     def apply(self, record: DatabaseRecord, request: P.EndpointRequest) -> List[str]:
-        """Makes the endpoint what `request` asks (on or off, port, image) and repairs a container removed or
-        stopped by hand; returns the actions, which check mode only plans."""
+        """Makes the endpoint what `request` asks (on or off, port, image), repairs a container removed, stopped
+        or left mounting lost files, and removes endpoint containers of this database and state_dir that its
+        record does not name (left by a run killed between making one and recording it, or by an older store);
+        returns the actions, which check mode only plans. Run by a database apply, under its exclusive lock."""
         site = self.site
+        strays = self._strays(record)
         status = site.runtime.status(record.endpoint_container) if record.endpoint_container else MISSING
         files = os.path.isfile(os.path.join(self.config_dir(record.name), CONFIG_FILE))
-        actions = P.plan_endpoint(request, record, status, files)
+        actions = ([P.CLEANUP] if strays else []) + P.plan_endpoint(request, record, status, files)
         if site.check_mode or not actions:
             return actions
+        for stray in strays:
+            site.runtime.remove(stray)
         if P.REMOVE_ENDPOINT in actions:
             self.remove(record)
-            return actions
-        if P.CREATE_ENDPOINT in actions or P.RECREATE_ENDPOINT in actions:
+        elif P.CREATE_ENDPOINT in actions or P.RECREATE_ENDPOINT in actions:
+            site.runtime.pooler_version(request.image)  # can be had: checked before the working one goes
             self.make(record, request)
         elif P.START_ENDPOINT in actions:
+            self.write_files(self.site.store.database(record.name))  # fresh routes before it serves again
             site.runtime.start(record.endpoint_container, record.endpoint_port)
         return actions
+
+    def _strays(self, record: DatabaseRecord) -> List[str]:
+        return [c.id for c in self.site.runtime.labelled(record.name)
+                if c.role == ENDPOINT_ROLE and c.name != record.endpoint_container]
 
     def make(self, record: DatabaseRecord, request: P.EndpointRequest) -> DatabaseRecord:
         """Records the endpoint (its port pinned, its container named) before the container exists, so that a
@@ -187,56 +214,88 @@ class Endpoints:
             store.reserve_endpoint_port(record.name, self.ports.free(), endpoint_image=image, endpoint_container=name)
         record = store.database(record.name)
         injection_point("endpoint:recorded")
+        self.verifier(record)
         self.write_files(record)
-        runtime = self.site.runtime
+        self._start_container(record)
+        return record
+
+    def _start_container(self, record: DatabaseRecord) -> None:
+        """The endpoint's container, made anew under its recorded name on its pinned port (the one it replaces is
+        the record's own)."""
+        runtime, placement = self.site.runtime, self.site.placement
         runtime.remove(record.endpoint_container)
-        placement = self.site.placement
         runtime.create_endpoint(EndpointSpec(name=record.endpoint_container, image=record.endpoint_image,
                                              database=record.name, bind_address=placement.bind_address,
                                              port=record.endpoint_port, config_dir=self.config_dir(record.name),
                                              network=placement.network))
-        return record
 
     def remove(self, record: DatabaseRecord) -> None:
         """The endpoint's container (the one its record names, and any other labelled for this database's
-        endpoint), its files and its columns of the record; the branches and their data are not touched."""
+        endpoint and state_dir), its files and its columns of the record; the branches and their data are not
+        touched."""
         runtime = self.site.runtime
-        for container in runtime.labelled(record.name):
-            if container.role == "endpoint":
-                runtime.remove(container.id)
+        for stray in self._strays(record):
+            runtime.remove(stray)
         runtime.remove(record.endpoint_container)
         self.site.store.set_endpoint(record.name, endpoint_port=None, endpoint_image=None, endpoint_container=None)
-        shutil.rmtree(self.config_dir(record.name), ignore_errors=True)
+        self._remove_files(record.name)
 
-    def forget(self, database: str) -> None:
-        """A database's removal: its endpoint's files and verifier (its container goes with the database's)."""
-        shutil.rmtree(self.config_dir(database), ignore_errors=True)
-        remove_secret(self.verifier_file(database))
+    def forget(self, record: DatabaseRecord) -> None:
+        """A database's removal: its endpoint's container (the record's, whatever its labels say), files and
+        verifier; done before the record goes, so a removal killed half-way still names them."""
+        self.site.runtime.remove(record.endpoint_container)
+        self._remove_files(record.name)
+        remove_secret(self.verifier_file(record.name))
+
+    def _remove_files(self, database: str) -> None:
+        """Only the files this collection writes there, then the directory if that left it empty."""
+        directory = self.config_dir(database)
+        for name in (CONFIG_FILE, AUTH_FILE, SWITCHING):
+            try:
+                os.remove(os.path.join(directory, name))
+            except FileNotFoundError:
+                pass
+        try:
+            os.rmdir(directory)
+        except OSError:
+            pass  # missing, or holding something else, which stays
 
     # routes kept true
 
     def sync(self, record: DatabaseRecord, replaced: Iterable[str] = (),
              wait_seconds: int = SWITCH_WAIT_SECONDS) -> Optional[Switch]:
         """Writes the routes the records call for; a running pooler takes them, through a switch where the
-        default route moved (its pause is returned). `replaced`: branches whose server was stopped, started or
-        made anew, whose routes' pooled server connections are closed (RECONNECT) rather than trusted. Takes the
-        endpoint's own lock: branch runs of one database run in parallel, and each writes what the store says
-        once it holds the lock."""
+        default route moved (its pause is returned); a stopped one (a Docker daemon restart: the pooler is not
+        restarted by Docker, since the addresses of its routes may have moved) is started once its routes are
+        true again. `replaced`: branches whose server was stopped, started or made anew, whose routes' pooled
+        server connections are closed (RECONNECT) rather than trusted. Takes the endpoint's own lock: branch
+        runs of one database run in parallel, and each writes what the store says once it holds the lock."""
         if record.endpoint_port is None or self.site.check_mode:
             return None
         store = self.site.store
         with store.lock(f"{record.name}#endpoint"):
             record = store.database(record.name)
-            if record is None or record.endpoint_port is None:
-                return None
+            if record is None or record.endpoint_port is None or not self.kept_verifier(record):
+                return None  # no endpoint, or one whose verifier a database apply makes first
             directory = self.config_dir(record.name)
+            lost = not os.path.isfile(os.path.join(directory, CONFIG_FILE))
             before = self.routes_now(record).get(route_name(record.name))
             marker = os.path.join(directory, SWITCHING)
             changed = self.write_files(record)
             after = self.routes_now(record).get(route_name(record.name))
             runtime = self.site.runtime
-            if runtime.status(record.endpoint_container) != RUNNING:
-                return None  # a stopped or missing pooler reads the files when it starts (database apply repairs it)
+            status = runtime.status(record.endpoint_container)
+            if lost and status != MISSING:
+                # Its files were lost with a state_dir: the container mounts a directory that is no more, and is
+                # made again on the same port to mount the new one.
+                self._start_container(record)
+                return None
+            if status == STOPPED:
+                runtime.start(record.endpoint_container, record.endpoint_port)
+                _remove(marker)  # a pooler that starts reads its routes whole, paused for nothing
+                return None
+            if status != RUNNING:
+                return None  # a missing pooler is made again by the database's next apply
             default = store.branch(record.name, store.default_branch(record.name) or "")
             moved = (before != after and after is not None) or os.path.exists(marker)
             if moved and default is not None and default.status == RUNNING:
@@ -245,15 +304,18 @@ class Endpoints:
                 switch = runtime.switch_route(default.container_id or default.container_name,
                                               record.endpoint_container, route_name(record.name), record.user,
                                               wait_seconds)
-                os.remove(marker)
+                _remove(marker)
                 return switch
             stale = [route for route, branch in self.routes_now(record).items() if branch in set(replaced)]
             via = self._running_branch(record)
             if stale and via is not None:
                 runtime.endpoint_admin(via, record.endpoint_container, record.user,
                                        ["RELOAD"] + [f'RECONNECT "{route}"' for route in stale])
-            elif changed or stale:
+            elif changed or stale or os.path.exists(marker):
                 runtime.reload_endpoint(record.endpoint_container)
+            if os.path.exists(marker):
+                runtime.resume_endpoint(record.endpoint_container)  # no server to switch from: resume all
+                _remove(marker)
             return None
 
     def _running_branch(self, record: DatabaseRecord) -> Optional[str]:
@@ -264,11 +326,12 @@ class Endpoints:
     def write_files(self, record: DatabaseRecord) -> bool:
         """pgbouncer.ini and userlist.txt as the records call for now; whether either changed."""
         directory = self.config_dir(record.name)
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        os.chmod(directory, 0o700)
+        for level in (os.path.dirname(directory), directory):  # makedirs gives its mode to the last level only
+            os.makedirs(level, mode=0o700, exist_ok=True)
+            os.chmod(level, 0o700)
         os.chown(directory, ENDPOINT_UID, ENDPOINT_UID)
         wanted = {CONFIG_FILE: render_config(record.name, record.user, routes(record.name, self._settled(record))),
-                  AUTH_FILE: render_auth_file(record.user, self.verifier(record))}
+                  AUTH_FILE: render_auth_file(record.user, self.kept_verifier(record) or self.verifier(record))}
         changed = False
         for name, text in wanted.items():
             path = os.path.join(directory, name)
@@ -284,6 +347,13 @@ def _read(path: str) -> Optional[str]:
             return handle.read()
     except FileNotFoundError:
         return None
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
 
 
 def _write(path: str, text: str) -> None:

@@ -125,6 +125,7 @@ class BranchExecutor:
         try:
             self.recovery.discard_contents(database.name, record)
             step.copy_result = self.filler.fill(database, record, endpoint, mode, method)
+            self._give_verifier_to_a_new_server(database, store.branch(database.name, record.name), endpoint, mode)
         except BaseException:
             # The branch keeps its record (name, port, lease) as 'resetting': the next apply resets it again.
             self.recovery.discard_contents(database.name, record)
@@ -201,12 +202,20 @@ class BranchExecutor:
         try:
             injection_point("create:reserved")
             result = self.filler.fill(database, record, source, mode, method, movable_port=not port)
+            self._give_verifier_to_a_new_server(database, site.store.branch(database.name, name), source, mode)
         except BaseException:
             self.recovery.discard(database.name, name, site.store.branch(database.name, name) or record)
             raise
         return site.store.branch(database.name, name), result
 
     # helpers
+
+    def _give_verifier_to_a_new_server(self, database: DatabaseRecord, record: BranchRecord, source: Optional[Endpoint],
+                                       mode: str) -> None:
+        """A server initialised anew (no source, an external one, or copy: empty, which copies no roles) takes the
+        database's verifier, as every copy of a managed branch brings it along."""
+        if source is None or not source.managed or mode == "empty":
+            self.endpoints.give_verifier(database, record.container_id or record.container_name)
 
     def _sync_routes_after_failure(self, database: DatabaseRecord) -> None:
         """The routes follow the records whatever became of the run's actions (a failed create leaves no route to
