@@ -97,6 +97,9 @@ MODULES = {
         "password": ["", "line\nbreak", "x" * 1001, "tab\there"],
         "source_url": generated(st.one_of(TEXT.filter(lambda s: "://" not in s), NOT_SCALAR),
                                 ["http://example.com/db", "postgresql://", "postgresql://h:notaport/db", "mysql://u@h/db"]),
+        "endpoint": not_bool(), "endpoint_port": not_int(PORTS[0], PORTS[-1]),
+        "endpoint_image": generated(st.one_of(TEXT.filter(lambda s: not re.fullmatch(r"[a-z0-9][a-z0-9._/:@-]*", s)),
+                                              NOT_SCALAR), HOSTILE[:12] + ["baseful/no-such-pgbouncer:0"]),
         **PLACEMENT}),
     "branch": ({"database": "DB", "name": "feature"}, {
         "database": names(), "name": names(), "source": names(),
@@ -121,6 +124,7 @@ CONTRADICTIONS = [
     ("database", {"name": "DB", "image": "IMAGE15"}, "image"),
     ("database", {"name": "DB", "image": "IMAGE17", "user": "someone_else"}, "user"),
     ("database", {"name": "DB", "image": "IMAGE17", "password": "not-the-password"}, "password"),
+    ("database", {"name": "DB", "image": "IMAGE17", "endpoint_port": "PRODUCTION_PORT"}, "endpoint_port"),
     ("database", {"name": "DB", "image": "IMAGE17", "source_url": "postgresql://u:p@127.0.0.1:1/x", "state": "absent"},
      "source_url"),
 ]

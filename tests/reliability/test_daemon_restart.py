@@ -48,4 +48,14 @@ def test_docker_daemon_restarted_every_running_branch_runs_again_on_its_port(ans
     assert {n: (b["status"], b["port"]) for n, b in info.items()} == {
         "production": ("running", database["branch"]["port"]), "survivor": ("running", running["port"]),
         "sleeper": ("stopped", stopped["port"])}
+    # The endpoint is not restarted by Docker (its routes name addresses that may have moved among the branches);
+    # the expiry job, run every minute, rewrites them and starts it.
+    endpoint = database["database"]["endpoint"]
+    assert ansible.run("branch_info", database=dbname)["endpoints"][0]["status"] == "stopped"
+    healed = ansible.run("branch_expire", database=dbname)
+    assert not healed.get("failed"), healed.get("msg")
+    live = ansible.run("branch_info", database=dbname)["endpoints"][0]
+    assert live["status"] == "running" and live["in_sync"], live
+    assert query(endpoint["url"], CHECKSUM) == expected["production"]
+    assert query(running["endpoint_url"], CHECKSUM) == expected["survivor"]
     tally.record("faults", tried=0, held=1)

@@ -66,11 +66,10 @@ class Service:
                        source_url: Optional[str], endpoint: P.EndpointRequest = P.DEFAULT_ENDPOINT) -> Outcome:
         validate_name("name", name)
         validate_role("user", user)
-        if state == "present":
+        if state == "present":  # every input is checked, used or not (endpoint: false)
             validate_image(image)
-            if endpoint.enabled:
-                validate_image(endpoint.image, "endpoint_image")
-                validate_port(endpoint.port, self.site.placement.port_range, "endpoint_port")
+            validate_image(endpoint.image, "endpoint_image")
+            validate_port(endpoint.port, self.site.placement.port_range, "endpoint_port")
         validate_password(password)
         validate_source_url(source_url)
         if source_url is not None and state == "absent":
