@@ -32,8 +32,8 @@ def whoami(url: str) -> str:
     return query(url, "SELECT branch FROM whoami")[0][0]
 
 
-def test_the_endpoint_routes_the_database_to_its_default_and_every_branch_by_name(ansible, database, dbname,
-                                                                                docker_client, workdir):
+def test_the_endpoint_routes_the_database_to_its_default_and_every_branch_by_name(
+        ansible, database, dbname, docker_client, workdir):
     endpoint = endpoint_of(database)
     with connect(database["branch"]["url"]) as conn:
         conn.execute(MARK.format("production"))
@@ -50,7 +50,7 @@ def test_the_endpoint_routes_the_database_to_its_default_and_every_branch_by_nam
     assert query(endpoint["url"], "SELECT current_database(), current_user") == [(dbname, "postgres")]
     # prepared statements pass through transaction pooling (max_prepared_statements)
     with psycopg.connect(endpoint["url"], autocommit=True, prepare_threshold=0) as conn:
-        for _ in range(3):
+        for _attempt in range(3):
             assert conn.execute("SELECT count(*) FROM stock WHERE product_id < %s", (10,)).fetchone() == (9,)
     wrong = re.sub(r"(postgresql://[^:]+:)[^@]+@", r"\1wrong@", endpoint["url"])
     with pytest.raises(psycopg.OperationalError, match="authentication failed"):
@@ -63,8 +63,8 @@ def test_the_endpoint_routes_the_database_to_its_default_and_every_branch_by_nam
     assert (labels["managed-by"], labels["baseful.database"], labels["baseful.role"]) == ("baseful", dbname, "endpoint")
     config = container.attrs["Config"]
     assert config["Entrypoint"] == ["pgbouncer"] and config["User"] == "999:999"
-    assert container.attrs["HostConfig"]["PortBindings"]["6432/tcp"] == [{"HostIp": "127.0.0.1",
-                                                                            "HostPort": str(endpoint["port"])}]
+    published = [{"HostIp": "127.0.0.1", "HostPort": str(endpoint["port"])}]
+    assert container.attrs["HostConfig"]["PortBindings"]["6432/tcp"] == published
     [mount] = [m for m in container.attrs["Mounts"] if m["Type"] == "bind"]
     assert mount["RW"] is False
     password = (workdir / "state" / "secrets" / f"{dbname}.password").read_text()
@@ -86,8 +86,8 @@ PGBENCH_SECONDS = 24
 SWITCHES = 6
 
 
-def test_a_switch_under_load_fails_no_transaction_and_new_sessions_land_on_the_new_default(ansible, database, dbname,
-                                                                                        docker_client):
+def test_a_switch_under_load_fails_no_transaction_and_new_sessions_land_on_the_new_default(
+        ansible, database, dbname, docker_client):
     """pgbench through the endpoint, a new connection per transaction (-C), while the default moves back and
     forth between two branches: not one transaction fails, and each session opened after a switch is on the
     new default."""
@@ -127,7 +127,7 @@ def test_a_switch_under_load_fails_no_transaction_and_new_sessions_land_on_the_n
     failed = re.search(r"number of failed transactions: (\d+)", output)
     assert processed > 100, output
     assert failed is None or failed.group(1) == "0", output
-    assert landed == [(target, target) for target, _ in landed]
+    assert landed == [(target, target) for target, _seen in landed]
     assert all(isinstance(pause, float) and 0 <= pause < 10_000 for pause in pauses), pauses
     again = ansible.run("branch", database=dbname, name=landed[-1][0], state="default")
     assert again["changed"] is False and "switch_pause_ms" not in again

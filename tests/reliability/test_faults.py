@@ -328,7 +328,7 @@ def test_a_switch_killed_then_run_again_leaves_exactly_one_route_to_the_default(
     assert live["routes"] == {dbname: "feature", f"{dbname}.feature": "feature", f"{dbname}.production": "production"}
     config = (Path(ansible.placement["state_dir"]) / "endpoints" / dbname / "pgbouncer.ini").read_text()
     assert len([line for line in config.splitlines() if line.startswith(f"{dbname} = ")]) == 1
-    for _ in range(5):  # every new session, not only the first, lands on the default
+    for _session in range(5):  # every new session, not only the first, lands on the default
         assert query(endpoint["url"], "SELECT branch FROM whoami") == [("feature",)]
     assert ansible.run("branch", database=dbname, name="feature", state="default")["changed"] is False
     tally.record("faults", tried=0, held=1)

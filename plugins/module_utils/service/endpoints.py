@@ -116,9 +116,9 @@ class Endpoints:
             return None
         host = connection_host(self.site.placement.bind_address)
         status = self.site.runtime.status(record.endpoint_container)
-        return {"host": host, "port": record.endpoint_port, "url": postgres_url(record.user, password, host,
-                                                                                   record.endpoint_port, record.name),
-                "status": status, "container_name": record.endpoint_container, "image": record.endpoint_image}
+        url = postgres_url(record.user, password, host, record.endpoint_port, record.name)
+        return {"host": host, "port": record.endpoint_port, "url": url, "status": status,
+                "container_name": record.endpoint_container, "image": record.endpoint_image}
 
     def branch_url(self, record: DatabaseRecord, branch: str, password: str) -> Optional[str]:
         if record.endpoint_port is None:
