@@ -76,21 +76,27 @@ printf '%s\\n' "$COMMANDS" | psql -X -w -At -v ON_ERROR_STOP=1 \\
 class PoolerContainers:
     """Mixed into DockerRuntime: uses its client, scope, _find and _volume_covers."""
 
-    def pooler_version(self, image: str) -> Tuple[int, int]:
+    def pooler_version(self, image: str) -> Optional[Tuple[int, int]]:
         """The PgBouncer version the image runs; refuses an image that cannot be had or runs none, naming
-        endpoint_image."""
+        endpoint_image. None: an endpoint of this very image already runs on this host, which proves it (each was
+        checked when it was made), and no probe container is spent on it."""
         oldest = ".".join(map(str, OLDEST_PGBOUNCER))
         try:
-            self.client.images.get(image)
+            found = self.client.images.get(image)
         except ImageNotFound:
             try:
-                self.client.images.pull(image)
+                found = self.client.images.pull(image)
             except (APIError, DockerException) as error:
                 raise InputError("endpoint_image", f"{image!r} is not present on the Docker host and cannot be "
                                  f"pulled ({explain(error)}); " + NO_IMAGE.format(oldest=oldest)) from error
         except (APIError, DockerException) as error:
             raise InputError("endpoint_image", f"{image!r} is not a valid image reference ({explain(error)}); "
                              + NO_IMAGE.format(oldest=oldest)) from error
+        # The list call's own summaries (no inspect of each container) carry the image id.
+        running = self.client.api.containers(filters={"label": [f"{MANAGED_BY}=baseful", f"{LABEL_ROLE}={ENDPOINT_ROLE}"],
+                                                      "status": "running"})
+        if any(summary.get("ImageID") == found.id for summary in running):
+            return None
         probe, output = None, b""
         try:
             probe = self.client.containers.create(image, ["pgbouncer", "--version"], entrypoint=[], user=str(ENDPOINT_UID),

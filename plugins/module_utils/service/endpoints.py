@@ -93,7 +93,8 @@ class Endpoints:
             if status == STOPPED:
                 runtime.start(container, branch.port)
             try:
-                runtime.wait_ready(container, record.user, record.name)
+                if status == STOPPED:
+                    runtime.wait_ready(container, record.user, record.name)
                 if not runtime.set_password(container, record.user, verifier):
                     raise BranchingError(f"branch {branch.name!r} of database {record.name!r} refused the endpoint's "
                                          "SCRAM verifier through its local socket; nothing is routed to it until it "
