@@ -108,7 +108,8 @@ def test_two_hosts_over_ssh_are_provisioned_in_one_run_each_with_its_own_placeme
         "ansible_ssh_common_args": " ".join(ssh_options(port, key)[4:]),
         # the Python that has the Docker SDK, as root on the Docker host after become
         "ansible_python_interpreter": shutil.which("python3"),
-        "baseful_databases": [{"name": "fleet", "image": image17, "branches": [{"name": "dev"}]}]}}}))
+        "baseful_databases": [{"name": "fleet", "image": image17, "endpoint_image": os.environ["BASEFUL_ENDPOINT_IMAGE"],
+                               "branches": [{"name": "dev"}]}]}}}))
 
     first = provision(workdir, inventory)
     assert {h: s["changed"] > 0 and s["failures"] == 0 for h, s in first["stats"].items()} == dict.fromkeys(HOSTS, True)

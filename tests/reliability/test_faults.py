@@ -326,7 +326,7 @@ def test_a_switch_killed_then_run_again_leaves_exactly_one_route_to_the_default(
     live = ansible.run("branch_info", database=dbname)["endpoints"][0]
     assert live["in_sync"] and not live["switch_pending"]
     assert live["routes"] == {dbname: "feature", f"{dbname}.feature": "feature", f"{dbname}.production": "production"}
-    config = (Path(ansible.placement["state_dir"]) / "endpoints" / dbname / "pgbouncer.ini").read_text()
+    config = (Path(ansible.placement["state_dir"]) / ".endpoints" / dbname / "pgbouncer.ini").read_text()
     assert len([line for line in config.splitlines() if line.startswith(f"{dbname} = ")]) == 1
     for _session in range(5):  # every new session, not only the first, lands on the default
         assert query(endpoint["url"], "SELECT branch FROM whoami") == [("feature",)]

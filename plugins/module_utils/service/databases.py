@@ -47,13 +47,14 @@ class DatabaseLifecycle:
         endpoints = self.executor.endpoints
         if P.CREATE_DATABASE not in plan.actions:
             # The endpoint first: production's run then routes through what it makes or repairs.
+            endpoint_before = P.endpoint_diff(record)
             endpoint_actions = endpoints.apply(record, endpoint)
             record = site.store.database(name) or record
             outcome = self.executor.apply(record, P.BranchRequest(name, PRODUCTION, state="present"))
             if endpoint_actions:
                 outcome.changed = True
                 outcome.actions += endpoint_actions
-                outcome.before.setdefault("endpoint", P.endpoint_diff(record))
+                outcome.before.setdefault("endpoint", endpoint_before)
                 outcome.after.setdefault("endpoint", P.endpoint_diff(record, endpoint))
             record = site.store.database(name) or record
             endpoints.sync(record)

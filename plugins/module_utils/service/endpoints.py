@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from typing import Iterable, List, Optional
 
 from ansible_collections.baseful.branching.plugins.module_utils import plan as P
@@ -25,7 +26,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.endpoint.config 
     route_name,
     routes,
 )
-from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError
+from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, PortTaken
 from ansible_collections.baseful.branching.plugins.module_utils.faults import injection_point
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     MISSING,
@@ -213,12 +214,23 @@ class Endpoints:
             store.set_endpoint(record.name, endpoint_port=request.port, endpoint_image=image, endpoint_container=name)
         else:
             store.reserve_endpoint_port(record.name, self.ports.free(), endpoint_image=image, endpoint_container=name)
+        chosen_here = request.port is None and record.endpoint_port is None
         record = store.database(record.name)
         injection_point("endpoint:recorded")
         self.verifier(record)
         self.write_files(record)
-        self._start_container(record)
-        return record
+        tried = set()
+        while True:
+            try:
+                self._start_container(record)
+                return record
+            except PortTaken:
+                # Another state_dir's container, or another process, bound it first: a port chosen here moves on.
+                if not chosen_here:
+                    raise
+                tried.add(record.endpoint_port)
+                store.reserve_endpoint_port(record.name, (p for p in self.ports.free() if p not in tried))
+                record = store.database(record.name)
 
     def _start_container(self, record: DatabaseRecord) -> None:
         """The endpoint's container, made anew under its recorded name on its pinned port (the one it replaces is
@@ -282,10 +294,16 @@ class Endpoints:
             lost = not os.path.isfile(os.path.join(directory, CONFIG_FILE))
             before = self.routes_now(record).get(route_name(record.name))
             marker = os.path.join(directory, SWITCHING)
+            auth_before = _read(os.path.join(directory, AUTH_FILE))
             changed = self.write_files(record)
             after = self.routes_now(record).get(route_name(record.name))
             runtime = self.site.runtime
             status = runtime.status(record.endpoint_container)
+            if status == RUNNING and not lost and _read(os.path.join(directory, AUTH_FILE)) != auth_before:
+                # A new verifier (a password reset on adoption): the pooler takes it before the admin console is
+                # asked for anything with the new password.
+                runtime.reload_endpoint(record.endpoint_container)
+                time.sleep(0.2)
             if lost and status != MISSING:
                 # Its files were lost with a state_dir: the container mounts a directory that is no more, and is
                 # made again on the same port to mount the new one.
