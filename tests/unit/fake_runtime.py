@@ -164,10 +164,10 @@ class FakeRuntime:
     def reload_endpoint(self, name_or_id: str) -> None:
         self.calls.append(("reload_endpoint", name_or_id))
 
-    def endpoint_admin(self, via: str, endpoint: str, user: str, commands) -> None:
+    def endpoint_admin(self, via: str, endpoint: str, user: str, commands, password: str = "") -> None:
         self.calls.append(("endpoint_admin", via, tuple(commands)))
 
-    def switch_route(self, via: str, endpoint: str, route: str, user: str, wait_seconds: int) -> Switch:
+    def switch_route(self, via: str, endpoint: str, route: str, user: str, wait_seconds: int, password: str = "") -> Switch:
         self.calls.append(("switch_route", via, endpoint, route))
         return Switch(pause_ms=1.0, drained=True)
 

@@ -148,9 +148,10 @@ class Runtime(Protocol):
 
     def resume_endpoint(self, name_or_id: str) -> None: ...
 
-    def endpoint_admin(self, via: str, endpoint: str, user: str, commands: List[str]) -> None: ...
+    def endpoint_admin(self, via: str, endpoint: str, user: str, commands: List[str], password: str = "") -> None: ...
 
-    def switch_route(self, via: str, endpoint: str, route: str, user: str, wait_seconds: int) -> Switch:
+    def switch_route(self, via: str, endpoint: str, route: str, user: str, wait_seconds: int,
+                     password: str = "") -> Switch:
         """PAUSE route (waiting at most wait_seconds for its open transactions), RELOAD, RESUME route, through
         the admin console of `endpoint`, from the running branch container `via`."""
 

@@ -29,7 +29,6 @@ from ansible_collections.baseful.branching.plugins.module_utils.runtime import (
     LABEL_ROLE,
     MANAGED_BY,
     PROBE_ROLE,
-    SECRET_IN_CONTAINER,
     EndpointSpec,
     Switch,
 )
@@ -47,7 +46,7 @@ NO_IMAGE = ("set endpoint_image to an image with pgbouncer {oldest} or later on 
 # it, timing each command (psql's \\timing): their sum is how long the route's clients waited. A watchdog ends the
 # session when the wait runs out; RELOAD and RESUME then follow in a session of their own, so clients wait at
 # most that long, and a transaction still open finishes on the branch it began on.
-SWITCH = f'''PGPASSWORD="$(cat {SECRET_IN_CONTAINER})"; export PGPASSWORD
+SWITCH = f'''PGPASSWORD="$BASEFUL_PASSWORD"; export PGPASSWORD
 conn="host=$ENDPOINT port={LISTEN_PORT} user=$BASEFUL_USER dbname=pgbouncer connect_timeout=10"
 commands="$(mktemp)"; trap 'rm -f "$commands"' EXIT
 printf '%s\\n' '\\timing on' "PAUSE \\"$ROUTE\\";" 'RELOAD;' "RESUME \\"$ROUTE\\";" >"$commands"
@@ -67,7 +66,7 @@ printf '%s\\n' '\\timing on' "RESUME \\"$ROUTE\\";" | psql -X -w -At "$conn" -f 
 
 
 # Commands for the admin console, one per line from the environment; each runs whatever the one before it said.
-ADMIN = f'''PGPASSWORD="$(cat {SECRET_IN_CONTAINER})"; export PGPASSWORD
+ADMIN = f'''PGPASSWORD="$BASEFUL_PASSWORD"; export PGPASSWORD
 printf '%s\\n' "$COMMANDS" | psql -X -w -At -v ON_ERROR_STOP=1 \\
   "host=$ENDPOINT port={LISTEN_PORT} user=$BASEFUL_USER dbname=pgbouncer connect_timeout=10" -f -
 '''
@@ -180,20 +179,23 @@ class PoolerContainers:
         if container is not None and container.status == "running":
             container.kill(signal="SIGHUP")
 
-    def endpoint_admin(self, via: str, endpoint: str, user: str, commands) -> None:
+    def endpoint_admin(self, via: str, endpoint: str, user: str, commands, password: str = "") -> None:
         """Runs admin console commands (RELOAD, RECONNECT <route>, ...) from the running branch container `via`."""
         result = self.client.containers.get(via).exec_run(
             ["sh", "-c", ADMIN], user="postgres", demux=True,
-            environment={"ENDPOINT": endpoint, "BASEFUL_USER": user, "COMMANDS": "\n".join(f"{c};" for c in commands)})
+            environment={"ENDPOINT": endpoint, "BASEFUL_USER": user, "BASEFUL_PASSWORD": password,
+                         "COMMANDS": "\n".join(f"{c};" for c in commands)})
         if result.exit_code != 0:
             stderr = (result.output[1] or b"").decode(errors="replace")
             raise BranchingError(f"the endpoint {endpoint} did not take its new routes ({stderr.strip()[-300:]}); the "
                                  "next apply repoints it")
 
-    def switch_route(self, via: str, endpoint: str, route: str, user: str, wait_seconds: int) -> Switch:
+    def switch_route(self, via: str, endpoint: str, route: str, user: str, wait_seconds: int,
+                     password: str = "") -> Switch:
         result = self.client.containers.get(via).exec_run(
             ["sh", "-c", SWITCH], user="postgres", demux=True,
-            environment={"ENDPOINT": endpoint, "ROUTE": route, "BASEFUL_USER": user, "WAIT": str(wait_seconds)})
+            environment={"ENDPOINT": endpoint, "ROUTE": route, "BASEFUL_USER": user, "WAIT": str(wait_seconds),
+                         "BASEFUL_PASSWORD": password})
         stdout, stderr = ((part or b"").decode(errors="replace") for part in result.output)
         if result.exit_code != 0:
             raise BranchingError(f"the endpoint {endpoint} did not take its new routes (RELOAD failed: "

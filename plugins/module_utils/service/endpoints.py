@@ -320,16 +320,19 @@ class Endpoints:
             if moved and default is not None and default.status == RUNNING:
                 _write(marker, after or "")
                 injection_point("switch:marked")
+                # The password from this host's file, through the exec's environment: a branch container's own
+                # mount of it may be of a file since replaced (a state_dir lost and its password reset).
                 switch = runtime.switch_route(default.container_id or default.container_name,
                                               record.endpoint_container, route_name(record.name), record.user,
-                                              wait_seconds)
+                                              wait_seconds, password=read_secret(record.password_file) or "")
                 _remove(marker)
                 return switch
             stale = [route for route, branch in self.routes_now(record).items() if branch in set(replaced)]
             via = self._running_branch(record)
             if stale and via is not None:
                 runtime.endpoint_admin(via, record.endpoint_container, record.user,
-                                       ["RELOAD"] + [f'RECONNECT "{route}"' for route in stale])
+                                       ["RELOAD"] + [f'RECONNECT "{route}"' for route in stale],
+                                       password=read_secret(record.password_file) or "")
             elif changed or stale or os.path.exists(marker):
                 runtime.reload_endpoint(record.endpoint_container)
             if os.path.exists(marker):
