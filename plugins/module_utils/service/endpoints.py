@@ -130,7 +130,7 @@ class Endpoints:
 
     def routes_now(self, record: DatabaseRecord) -> dict:
         """What the endpoint's configuration routes: client database name -> branch (None: not serving)."""
-        text = _read(os.path.join(self.config_dir(record.name), CONFIG_FILE)) or ""
+        text = read_secret(os.path.join(self.config_dir(record.name), CONFIG_FILE)) or ""
         by_address = {address: name for name, address in self._addresses(record).items()}
         found = {}
         for line in text.split("[pgbouncer]")[0].splitlines():
@@ -264,10 +264,7 @@ class Endpoints:
         """Only the files this collection writes there, then the directory if that left it empty."""
         directory = self.config_dir(database)
         for name in (CONFIG_FILE, AUTH_FILE, SWITCHING):
-            try:
-                os.remove(os.path.join(directory, name))
-            except FileNotFoundError:
-                pass
+            remove_secret(os.path.join(directory, name))
         try:
             os.rmdir(directory)
         except OSError:
@@ -294,12 +291,12 @@ class Endpoints:
             lost = not os.path.isfile(os.path.join(directory, CONFIG_FILE))
             before = self.routes_now(record).get(route_name(record.name))
             marker = os.path.join(directory, SWITCHING)
-            auth_before = _read(os.path.join(directory, AUTH_FILE))
+            auth_before = read_secret(os.path.join(directory, AUTH_FILE))
             changed = self.write_files(record)
             after = self.routes_now(record).get(route_name(record.name))
             runtime = self.site.runtime
             status = runtime.status(record.endpoint_container)
-            if status == RUNNING and not lost and _read(os.path.join(directory, AUTH_FILE)) != auth_before:
+            if status == RUNNING and not lost and read_secret(os.path.join(directory, AUTH_FILE)) != auth_before:
                 # A new verifier (a password reset on adoption): the pooler takes it before the admin console is
                 # asked for anything with the new password.
                 runtime.reload_endpoint(record.endpoint_container)
@@ -311,7 +308,7 @@ class Endpoints:
                 return None
             if status == STOPPED:
                 runtime.start(record.endpoint_container, record.endpoint_port)
-                _remove(marker)  # a pooler that starts reads its routes whole, paused for nothing
+                remove_secret(marker)  # a pooler that starts reads its routes whole, paused for nothing
                 return None
             if status != RUNNING:
                 return None  # a missing pooler is made again by the database's next apply
@@ -325,7 +322,7 @@ class Endpoints:
                 switch = runtime.switch_route(default.container_id or default.container_name,
                                               record.endpoint_container, route_name(record.name), record.user,
                                               wait_seconds, password=read_secret(record.password_file) or "")
-                _remove(marker)
+                remove_secret(marker)
                 return switch
             stale = [route for route, branch in self.routes_now(record).items() if branch in set(replaced)]
             via = self._running_branch(record)
@@ -337,7 +334,7 @@ class Endpoints:
                 runtime.reload_endpoint(record.endpoint_container)
             if os.path.exists(marker):
                 runtime.resume_endpoint(record.endpoint_container)  # no server to switch from: resume all
-                _remove(marker)
+                remove_secret(marker)
             return None
 
     def _running_branch(self, record: DatabaseRecord) -> Optional[str]:
@@ -357,25 +354,10 @@ class Endpoints:
         changed = False
         for name, text in wanted.items():
             path = os.path.join(directory, name)
-            if _read(path) != text:
+            if read_secret(path) != text:
                 _write(path, text)
                 changed = True
         return changed
-
-
-def _read(path: str) -> Optional[str]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
-def _remove(path: str) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
 
 
 def _write(path: str, text: str) -> None:
