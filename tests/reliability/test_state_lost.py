@@ -52,17 +52,23 @@ def write(url: str, extra: int, note: str) -> None:
                      "ON CONFLICT (id) DO UPDATE SET note = excluded.note", (note, 1000 + extra))
 
 
-def host_state(client, site) -> dict:
-    """What a refused or adopting run must leave exactly as it was: the containers (id and status), the
-    database's directories and manifests, and the top level of every data directory (a running server
-    changes files deeper down by itself)."""
-    containers = sorted((c.id, c.status) for c in client.containers.list(
-        all=True, filters={"label": f"baseful.database={site['name']}"}))
+def host_state(client, site, role: str = None) -> dict:
+    """What a refused or adopting run must leave exactly as it was: the containers (id and status; those of
+    one `baseful.role` only where given), the database's directories and manifests, and the top level of every
+    data directory (a running server changes files deeper down by itself)."""
+    labels = [f"baseful.database={site['name']}"] + ([f"baseful.role={role}"] if role else [])
+    containers = sorted((c.id, c.status) for c in client.containers.list(all=True, filters={"label": labels}))
     root = Path(site["placement"]["data_root"])
     files = sorted(str(p.relative_to(root)) for p in root.glob("*/*"))
     files += sorted(str(p.relative_to(root)) for p in root.glob("*/.baseful/**/*") if p.is_file())
     files += sorted(str(p.relative_to(root)) for p in root.glob("*/*/*") if ".baseful" not in p.parts)
     return {"containers": containers, "files": files}
+
+
+def endpoint_containers(client, database: str) -> list:
+    """(id, status, published host port) of each endpoint container of the database."""
+    found = client.containers.list(all=True, filters={"label": [f"baseful.database={database}", "baseful.role=endpoint"]})
+    return [(c.id, c.status, int(c.attrs["HostConfig"]["PortBindings"]["6432/tcp"][0]["HostPort"])) for c in found]
 
 
 def assert_every_row_intact(site, ansible: Ansible = None) -> dict:
@@ -80,19 +86,25 @@ def assert_every_row_intact(site, ansible: Ansible = None) -> dict:
 
 def test_a_removed_state_dir_is_adopted_with_every_branch_and_row(site, docker_client, tally):
     ansible, name = site["ansible"], site["name"]
-    before = host_state(docker_client, site)
+    before, branches_before = host_state(docker_client, site), host_state(docker_client, site, "branch")
+    endpoint_before = endpoint_containers(docker_client, name)
+    assert len(endpoint_before) == 1, endpoint_before
     shutil.rmtree(site["placement"]["state_dir"])
 
     predicted = ansible.run("database", check=True, name=name, image=site["image"])
     assert predicted["changed"] and predicted["actions"][0] == "adopt", predicted
     assert not Path(site["placement"]["state_dir"], "state.db").exists()
-    assert host_state(docker_client, site) == before  # check mode touched nothing
+    assert host_state(docker_client, site) == before  # check mode touched nothing, the endpoint included
 
     adopted = ansible.run("database", name=name, image=site["image"], password=site["password"])
     # the endpoint's files went with the state_dir: it is made again on its pinned port
     assert adopted["changed"] and adopted["actions"] == ["adopt", "recreate_endpoint"], adopted
     assert sorted(adopted["database"]["branches"]) == ["dev", "production", "qa"]
-    assert host_state(docker_client, site) == before  # nothing copied, removed or recreated
+    # no branch copied, removed or recreated; the endpoint alone made anew, on the port it had
+    assert host_state(docker_client, site, "branch") == branches_before
+    endpoint_after = endpoint_containers(docker_client, name)
+    assert len(endpoint_after) == 1 and endpoint_after[0][0] != endpoint_before[0][0], (endpoint_before, endpoint_after)
+    assert endpoint_after[0][1:] == endpoint_before[0][1:] == ("running", adopted["database"]["endpoint"]["port"])
     assert Path(site["placement"]["state_dir"], "secrets", f"{name}.password").read_text() == site["password"]
     assert ansible.run("database", name=name, image=site["image"])["changed"] is False
     views = assert_every_row_intact(site)
