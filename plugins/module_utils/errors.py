@@ -32,3 +32,10 @@ class DockerUnavailable(BranchingError):
 
 class CopyFailed(BranchingError):
     """A copy did not complete; the half-made branch is removed by the caller."""
+
+
+class MigrationFailed(BranchingError):
+    """A migration file failed on a branch's server; its transaction was rolled back."""
+
+    def __init__(self, message: str):
+        super().__init__(f"migrations: {message}")

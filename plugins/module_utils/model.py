@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -247,6 +248,7 @@ class BranchRecord:
     copy_method: Optional[str] = None
     ttl_seconds: Optional[int] = None
     expires_at: Optional[str] = None
+    migrations: Optional[str] = None  # what it has had, in order (migrations.py: JSON)
 
     def expired(self, moment: datetime) -> bool:
         end = parse_timestamp(self.expires_at)
@@ -278,6 +280,7 @@ class BranchView:
     data_dir_exists: bool = True
     copy_progress: Optional[dict] = None
     endpoint_url: Optional[str] = None  # this branch through its database's endpoint, where it has one
+    migrations: list = field(default_factory=list)  # what it has had, in order: {file, checksum, applied_at}
     extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -300,4 +303,5 @@ def diff_view(record: Optional[BranchRecord], status: Optional[str] = None) -> d
         "copy_mode": record.copy_mode,
         "copy_method": record.copy_method,
         "ttl": record.ttl_seconds,
+        "migrations": [entry["file"] for entry in json.loads(record.migrations or "[]")],
     }

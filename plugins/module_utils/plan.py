@@ -10,10 +10,17 @@ Check mode is 'plan, do not apply'; diff mode shows the plan's before and after.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from ansible_collections.baseful.branching.plugins.module_utils.endpoint.config import DEFAULT_ENDPOINT_IMAGE
 from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
+from ansible_collections.baseful.branching.plugins.module_utils.migrations import (
+    Applied,
+    MigrationFile,
+    decode,
+    inherited,
+    pending,
+)
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     CREATING,
     DELETING,
@@ -35,6 +42,7 @@ CREATE = "create"  # new container + data directory + copy from source
 RESET = "reset"  # re-copy from source, keeping name and port
 RECREATE_CONTAINER = "recreate_container"  # container gone or port changed; data kept
 START = "start"
+MIGRATE = "migrate"  # the request's migrations the branch has not had (on a new or reset branch, before it serves)
 STOP = "stop"
 SET_DEFAULT = "set_default"
 SET_PROTECTED = "set_protected"
@@ -63,6 +71,7 @@ class BranchRequest:
     port: Optional[int] = None
     protected: Optional[bool] = None
     reset: bool = False
+    migrations: Tuple[MigrationFile, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,8 @@ class Plan:
     before: dict = field(default_factory=dict)
     after: dict = field(default_factory=dict)
     source: Optional[str] = None
+    migrations: List[MigrationFile] = field(default_factory=list)  # to run, in order (plan_migrations)
+    migrations_had: List[Applied] = field(default_factory=list)  # what the branch has had before they run
 
     @property
     def changed(self) -> bool:
@@ -225,6 +236,32 @@ def _plan_existing(request, actual, record, default_branch, branch_names, plan) 
         plan.actions.append(SET_TTL)
         after.ttl_seconds = wanted_ttl
     plan.after = diff_view(after, status)
+    return plan
+
+
+# Actions that give the branch a server of its own anew or again; migrations run after them.
+_SERVES = (CLEANUP, CREATE, RESET, RECREATE_CONTAINER, START)
+
+
+def plan_migrations(plan: Plan, request: BranchRequest, record: Optional[BranchRecord],
+                    source: Optional[BranchRecord]) -> Plan:
+    """The request's migrations that the branch will not have had once the planned copy (if any) is done: a new
+    or reset branch has had what its source had (migrations.inherited), an existing one what its record says.
+    MIGRATE goes after the actions that give it a server and before a stop or a switch, so a branch is never
+    made the default before its migrations ran. `source`: the record of plan.source."""
+    if request.state == "absent" or not (request.migrations or plan.actions):
+        return plan
+    copying = CREATE in plan.actions or RESET in plan.actions
+    if copying:
+        had = inherited(source.migrations if source else None, plan.after.get("copy_mode") or "all", source is not None)
+    else:
+        had = decode(record.migrations if record else None)
+    plan.migrations, plan.migrations_had = pending(request.migrations, had, request.name), had
+    if plan.migrations:
+        position = max((plan.actions.index(a) + 1 for a in _SERVES if a in plan.actions), default=0)
+        plan.actions.insert(position, MIGRATE)
+    if plan.after:
+        plan.after["migrations"] = [entry.file for entry in had] + [m.name for m in plan.migrations]
     return plan
 
 

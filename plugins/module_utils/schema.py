@@ -90,6 +90,10 @@ MIGRATIONS = (
         ("endpoint_port_moves_not_onto_a_branch", "UPDATE OF endpoint_port ON databases",
          "EXISTS (SELECT 1 FROM branches WHERE port = NEW.endpoint_port)", "databases.endpoint_port"),
     )),
+    # 5: the migrations a branch has had (migrations.py): JSON, a list of {file, checksum, applied_at} in order.
+    """
+    ALTER TABLE branches ADD COLUMN migrations TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -12,9 +12,10 @@ import shutil
 import subprocess
 import tempfile
 from contextlib import contextmanager
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
-from ansible_collections.baseful.branching.plugins.module_utils.errors import CopyFailed
+from ansible_collections.baseful.branching.plugins.module_utils.errors import CopyFailed, InputError
+from ansible_collections.baseful.branching.plugins.module_utils.migrations import MigrationFile, check_path, order
 from ansible_collections.baseful.branching.plugins.module_utils.secret import POSTGRES_UID
 
 FICLONE = 0x40049409  # ioctl: make the destination share the source's extents (XFS, btrfs)
@@ -121,6 +122,28 @@ class HostStorage:
                     os.rmdir(directory)
                 except OSError:
                     break
+
+    def migration_files(self, paths: Sequence[str]) -> List[MigrationFile]:
+        """The SQL files `migrations` names (migrations.order says in which order), read whole: what runs is
+        what was checksummed."""
+        found = []
+        for path in map(check_path, paths):
+            if os.path.isdir(path):
+                found.append((path, [os.path.join(path, entry) for entry in os.listdir(path)
+                                     if os.path.isfile(os.path.join(path, entry))]))
+            elif os.path.isfile(path):
+                found.append((path, [path]))
+            else:
+                raise InputError("migrations", f"{path} is not a file or directory on the Docker host; give each SQL "
+                                 "file or directory of SQL files by its absolute path there")
+        result = []
+        for name, path in order(found):
+            try:
+                with open(path, "rb") as handle:
+                    result.append(MigrationFile(name, path, handle.read()))
+            except OSError as error:
+                raise InputError("migrations", f"{path} cannot be read ({error.strerror})") from error
+        return result
 
     def forget_running_server(self, data_dir: str) -> None:
         """A file copy of a data directory must not claim its source's server runs in it."""

@@ -95,6 +95,25 @@ options:
       - Every run with V(true) resets again, so use it in a task you run on purpose.
     type: bool
     default: false
+  migrations:
+    description:
+      - SQL files to apply to the branch, as absolute paths on the Docker host; a directory stands for its C(*.sql)
+        files in name order (not its subdirectories). Files run in the order given, each in its own transaction
+        with C(ON_ERROR_STOP), through the psql of the branch's own image on its local socket.
+      - A migration is known by its file name, so each name may be given once. A file the branch has had is not
+        run again; one whose contents changed since it was applied is refused by name before anything runs.
+      - On a new or reset branch they run after the copy and before the branch serves (RV(branch.status) says
+        V(running) only then). A file that fails is rolled back and named with the failed statement; a new branch
+        is then removed, a reset one stays V(resetting) (the next apply resets it again), and an existing one keeps
+        the files before it.
+      - A new branch has had what its source had (O(copy=all) and O(copy=schema); O(copy=empty) none), so only
+        files new to the source run; a stopped branch is started for its migrations and stopped again.
+      - Statements that cannot run inside a transaction block (C(CREATE INDEX CONCURRENTLY), C(VACUUM)) are
+        refused by PostgreSQL there.
+      - Check mode lists the files that would run (RV(migrations_applied)).
+    type: list
+    elements: path
+    default: []
 seealso:
   - module: baseful.branching.database
   - module: baseful.branching.branch_info
@@ -120,6 +139,15 @@ EXAMPLES = r"""
     database: inventory
     name: migration-check
     copy: schema
+
+- name: A branch for a pull request, with its migrations applied before anyone uses it
+  baseful.branching.branch:
+    database: inventory
+    name: pr-42
+    ttl: 2d
+    migrations:
+      - /srv/checkout/db/migrations  # its *.sql files, in name order
+  register: pr_branch
 
 - name: Stop a branch; its port stays reserved
   baseful.branching.branch:
@@ -150,7 +178,7 @@ RETURN = r"""
 actions:
   description:
     - What was done, or in check mode would be done, in order. Among V(cleanup), V(create), V(reset),
-      V(recreate_container), V(start), V(stop), V(set_default), V(set_protected), V(set_ttl), V(delete).
+      V(recreate_container), V(start), V(migrate), V(stop), V(set_default), V(set_protected), V(set_ttl), V(delete).
   returned: always
   type: list
   elements: str
@@ -230,6 +258,12 @@ branch:
           holds the branch's lock; after a run that died, the next apply cleans up); V(copying), whether a copy
           worker (V(physical), V(dump)) runs, and V(worker_started_at), Docker's start time of that worker.
       type: dict
+    migrations:
+      description:
+        - The migrations the branch has had, in order - V(file) (its name), V(checksum) (SHA-256 of its contents),
+          V(applied_at) (ISO 8601 UTC). A copy starts with its source's list.
+      type: list
+      elements: dict
   sample:
     name: my-debug-session
     database: inventory
@@ -250,6 +284,13 @@ branch:
     data_dir: /var/lib/baseful/data/inventory/my-debug-session
     data_dir_exists: true
     size_bytes: 40321024
+migrations_applied:
+  description:
+    - Names of the migration files this run applied, in order; in check mode, those it would apply.
+  returned: always
+  type: list
+  elements: str
+  sample: [0042_add_sku_index.sql]
 copy_result:
   description:
     - How the branch was filled, when a copy ran - V(method), V(seconds), V(bytes) (size of the branch's data directory
@@ -284,6 +325,7 @@ ARGUMENT_SPEC = shared_argument_spec(
     port=dict(type="int"),
     protected=dict(type="bool"),
     reset=dict(type="bool", default=False),
+    migrations=dict(type="list", elements="path", default=[]),
 )
 
 
@@ -298,7 +340,7 @@ def main():
         return service.apply_branch(BranchRequest(
             database=p["database"], name=p["name"], state=p["state"], source=p["source"], copy_mode=p["copy"],
             copy_method=p["copy_method"], ttl_seconds=parse_ttl(p["ttl"]), port=p["port"],
-            protected=p["protected"], reset=p["reset"]))
+            protected=p["protected"], reset=p["reset"]), migrations=p["migrations"])
 
     run(module, apply)
 

@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 from ansible_collections.baseful.branching.plugins.module_utils.errors import InputError
+from ansible_collections.baseful.branching.plugins.module_utils.migrations import decode
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     CREATING,
     DELETING,
@@ -48,7 +49,8 @@ def record(name: str = "feature", status: str = RUNNING, **values) -> BranchReco
 def view(rec: BranchRecord, status: str | None = None, **changes) -> dict:
     result = {"name": rec.name, "status": status or rec.status, "is_default": rec.is_default,
               "protected": rec.protected, "port": rec.port, "parent": rec.parent, "copy_mode": rec.copy_mode,
-              "copy_method": rec.copy_method, "ttl": rec.ttl_seconds}
+              "copy_method": rec.copy_method, "ttl": rec.ttl_seconds,
+              "migrations": [entry.file for entry in decode(rec.migrations)]}
     result.update(changes)
     return result
 

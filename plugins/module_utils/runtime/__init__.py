@@ -136,6 +136,10 @@ class Runtime(Protocol):
 
     def paused(self, name_or_id: str) -> AbstractContextManager: ...  # yields a Pause, measured on exit
 
+    def run_sql_file(self, name_or_id: str, user: str, dbname: str, name: str, sql: bytes) -> Tuple[bool, str]:
+        """One SQL file (`name`, its bytes) in one transaction on the branch's server (runtime/sql_files.py);
+        whether it committed, and what psql said."""
+
     # the endpoint's pooler (runtime/pooler.py)
 
     def pooler_version(self, image: str) -> Tuple[int, int]: ...

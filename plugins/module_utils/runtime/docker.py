@@ -37,6 +37,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.runtime import (
 from ansible_collections.baseful.branching.plugins.module_utils.runtime.answers import explain, refuse_taken_port
 from ansible_collections.baseful.branching.plugins.module_utils.runtime.connection import DockerConnection
 from ansible_collections.baseful.branching.plugins.module_utils.runtime.pooler import PoolerContainers
+from ansible_collections.baseful.branching.plugins.module_utils.runtime.sql_files import SqlFiles
 
 try:
     from docker.errors import APIError, DockerException, ImageNotFound, NotFound
@@ -51,7 +52,7 @@ READY_POLL = ('for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 -U "$1"
               'sleep 0.02; done; exit 1')
 
 
-class DockerRuntime(PoolerContainers):
+class DockerRuntime(PoolerContainers, SqlFiles):
     def __init__(self, connection: DockerConnection, state_dir: str = ""):
         self.connection = connection
         self.client = connection.client()

@@ -16,7 +16,8 @@ store lacks, and dispatch to the part that does the work.
 
 from __future__ import annotations
 
-from typing import List, Optional
+from dataclasses import replace
+from typing import List, Optional, Sequence
 
 from ansible_collections.baseful.branching.plugins.module_utils import plan as P
 from ansible_collections.baseful.branching.plugins.module_utils.copy import check_request
@@ -83,7 +84,8 @@ class Service:
             request = P.DatabaseRequest(name, state, image, user, password_differs=differs)
             return self.databases.apply(request, password, source_url, adopted, endpoint)
 
-    def apply_branch(self, request: P.BranchRequest) -> Outcome:
+    def apply_branch(self, request: P.BranchRequest, migrations: Sequence[str] = ()) -> Outcome:
+        """`migrations`: paths of SQL files and directories on this host, read (and checksummed) here, once."""
         validate_name("database", request.database)
         validate_name("name", request.name)
         validate_port(request.port, self.site.placement.port_range)
@@ -92,6 +94,11 @@ class Service:
         check_request(request.copy_mode, request.copy_method)
         if request.reset and request.state == "absent":
             raise InputError("reset", "reset: true copies the branch again and state: absent deletes it; ask for one")
+        if migrations and request.state == "absent":
+            raise InputError("migrations", "migrations run on a branch that stays and state: absent deletes it; "
+                             "ask for one")
+        if migrations:
+            request = replace(request, migrations=tuple(self.site.storage.migration_files(migrations)))
         adopted = self._adopt(request.database)
         with self.store.lock(request.database, shared=True), self.store.lock(f"{request.database}/{request.name}"):
             outcome = self.branches.apply(self._database(request.database), request)
@@ -114,6 +121,20 @@ class Service:
                                             for b in self.store.branches(database) if name is None or b.name == name],
                                "endpoints": [views.endpoint_live(d) for d in databases.values()
                                              if d.endpoint_port is not None and database in (None, d.name)]})
+
+    def diff(self, database: str, name: str, against: Optional[str] = None, data: bool = False) -> Outcome:
+        """Read-only: branch `name`'s schema against `against` (its parent unless named)."""
+        validate_name("database", database)
+        validate_name("name", name)
+        if against is not None:
+            validate_name("against", against)
+        self.adoption.reconcile(database)  # into the store's in-memory copy only (read-only), as info does
+        record = self._database(database)
+        branch = self.store.branch(database, name)
+        if branch is None:
+            raise InputError("name", f"branch {name!r} does not exist in database {database!r}")
+        comparison = self.branches.comparison
+        return Outcome(values=comparison.compare(record, branch, comparison.against_of(record, branch, against), data))
 
     def expire(self, database: Optional[str] = None) -> Outcome:
         if database is not None:

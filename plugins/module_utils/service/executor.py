@@ -30,7 +30,9 @@ from ansible_collections.baseful.branching.plugins.module_utils.model import (
 )
 from ansible_collections.baseful.branching.plugins.module_utils.runtime import container_name
 from ansible_collections.baseful.branching.plugins.module_utils.service.endpoints import Endpoints
+from ansible_collections.baseful.branching.plugins.module_utils.service.compare import Comparison
 from ansible_collections.baseful.branching.plugins.module_utils.service.filler import Filler
+from ansible_collections.baseful.branching.plugins.module_utils.service.migrations import Migrations
 from ansible_collections.baseful.branching.plugins.module_utils.service.ports import Ports
 from ansible_collections.baseful.branching.plugins.module_utils.service.recovery import Recovery
 from ansible_collections.baseful.branching.plugins.module_utils.service.site import Outcome
@@ -56,9 +58,12 @@ class BranchExecutor:
         self.recovery = Recovery(site)
         self.endpoints = Endpoints(site, self.ports)
         self.views = Views(site, self.endpoints)
+        self.migrations = Migrations(site)
+        self.comparison = Comparison(site)
         self.actions: Dict[str, Callable[[Step], Optional[BranchRecord]]] = {
             P.CLEANUP: self.cleanup, P.CREATE: self.create, P.RESET: self.reset,
-            P.RECREATE_CONTAINER: self.recreate_container, P.START: self.start, P.STOP: self.stop,
+            P.RECREATE_CONTAINER: self.recreate_container, P.START: self.start, P.MIGRATE: self.migrate,
+            P.STOP: self.stop,
             P.SET_DEFAULT: self.set_default, P.SET_PROTECTED: self.set_protected, P.SET_TTL: self.set_ttl,
             P.DELETE: self.delete,
         }
@@ -73,7 +78,9 @@ class BranchExecutor:
         records = store.branches(database.name)
         names = [b.name for b in records if b.status in (RUNNING, STOPPED)]
         plan = P.plan_branch(request, actual, store.default_branch(database.name), names, [b.name for b in records])
-        outcome = Outcome(plan.changed, list(plan.actions), plan.before, plan.after)
+        P.plan_migrations(plan, request, actual.record, store.branch(database.name, plan.source) if plan.source else None)
+        outcome = Outcome(plan.changed, list(plan.actions), plan.before, plan.after,
+                          values={"migrations_applied": [migration.name for migration in plan.migrations]})
         if site.check_mode:
             if record is not None and request.state != "absent" and P.CREATE not in plan.actions:
                 outcome.values["branch"] = self.views.branch(database, record)
@@ -107,7 +114,7 @@ class BranchExecutor:
         record, step.copy_result = self.create_branch(
             database, request.name, self.filler.source_endpoint(database, source), request.copy_mode or "all",
             request.copy_method or "auto", port=request.port, ttl=request.ttl_seconds or None, is_default=False,
-            protected=bool(request.protected), parent=step.plan.source)
+            protected=bool(request.protected), parent=step.plan.source, plan=step.plan)
         return record
 
     def reset(self, step: Step) -> BranchRecord:
@@ -124,8 +131,8 @@ class BranchExecutor:
         injection_point("reset:marked")
         try:
             self.recovery.discard_contents(database.name, record)
-            step.copy_result = self.filler.fill(database, record, endpoint, mode, method)
-            self._give_verifier_to_a_new_server(database, store.branch(database.name, record.name), endpoint, mode)
+            step.copy_result = self.filler.fill(database, record, endpoint, mode, method,
+                                                prepare=self._before_serving(database, endpoint, mode, step.plan))
         except BaseException:
             # The branch keeps its record (name, port, lease) as 'resetting': the next apply resets it again.
             self.recovery.discard_contents(database.name, record)
@@ -153,6 +160,12 @@ class BranchExecutor:
         runtime.wait_ready(container, database.user, database.name)
         return self._update(step, status=RUNNING)
 
+    def migrate(self, step: Step) -> BranchRecord:
+        """On a branch that serves already (a new or reset one had them before it served: create, reset)."""
+        if P.CREATE not in step.plan.actions and P.RESET not in step.plan.actions:
+            self.migrations.run_on_existing(step.database, step.record, step.plan.migrations, step.plan.migrations_had)
+        return self.site.store.branch(step.database.name, step.request.name)
+
     def stop(self, step: Step) -> BranchRecord:
         self.site.runtime.stop(step.record.container_id or step.record.container_name)
         return self._update(step, status=STOPPED)
@@ -177,8 +190,10 @@ class BranchExecutor:
 
     def create_branch(self, database: DatabaseRecord, name: str, source: Optional[Endpoint], mode: str,
                       method_name: str, port: Optional[int], ttl: Optional[int], is_default: bool,
-                      protected: bool, parent: Optional[str] = None) -> Tuple[BranchRecord, Optional[dict]]:
-        """A new branch, filled from `source` (None: a fresh server); returns its record and the copy's result."""
+                      protected: bool, parent: Optional[str] = None,
+                      plan: Optional[P.Plan] = None) -> Tuple[BranchRecord, Optional[dict]]:
+        """A new branch, filled from `source` (None: a fresh server); returns its record and the copy's result.
+        `plan`: the branch's plan, whose migrations run before it serves."""
         site = self.site
         method = self.filler.method(database, source, mode, method_name) if source is not None else None
         data_dir = site.placement.data_dir(database.name, name)
@@ -201,8 +216,8 @@ class BranchExecutor:
         record = site.store.reserve_branch(record, [port] if port else self.ports.free())
         try:
             injection_point("create:reserved")
-            result = self.filler.fill(database, record, source, mode, method, movable_port=not port)
-            self._give_verifier_to_a_new_server(database, site.store.branch(database.name, name), source, mode)
+            result = self.filler.fill(database, record, source, mode, method, movable_port=not port,
+                                      prepare=self._before_serving(database, source, mode, plan))
         except BaseException:
             self.recovery.discard(database.name, name, site.store.branch(database.name, name) or record)
             raise
@@ -210,12 +225,19 @@ class BranchExecutor:
 
     # helpers
 
-    def _give_verifier_to_a_new_server(self, database: DatabaseRecord, record: BranchRecord, source: Optional[Endpoint],
-                                       mode: str) -> None:
-        """A server initialised anew (no source, an external one, or copy: empty, which copies no roles) takes the
-        database's verifier, as every copy of a managed branch brings it along."""
-        if source is None or not source.managed or mode == "empty":
-            self.endpoints.give_verifier(database, record.container_id or record.container_name)
+    def _before_serving(self, database: DatabaseRecord, source: Optional[Endpoint], mode: str,
+                        plan: Optional[P.Plan]) -> Callable[[BranchRecord], None]:
+        """What a new or reset server gets before its record says it serves: the database's verifier where it was
+        initialised anew (no source, an external one, or copy: empty, which copies no roles; every copy of a
+        managed branch brings it along), then its migrations, recorded after what its source had."""
+        def prepare(record: BranchRecord) -> None:
+            if source is None or not source.managed or mode == "empty":
+                self.endpoints.give_verifier(database, record.container_id or record.container_name)
+            if plan is not None:
+                then = (f"the branch stays {RESETTING} and the next apply resets it again" if P.RESET in plan.actions
+                        else "the branch was not made")
+                self.migrations.run(database, record, plan.migrations, plan.migrations_had, then)
+        return prepare
 
     def _sync_routes_after_failure(self, database: DatabaseRecord) -> None:
         """The routes follow the records whatever became of the run's actions (a failed create leaves no route to

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 from ansible_collections.baseful.branching.plugins.module_utils.copy import CopyJob, Endpoint, choose_method, method_for
 from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError, PortTaken
@@ -54,11 +54,13 @@ class Filler:
         return method
 
     def fill(self, database: DatabaseRecord, record: BranchRecord, source: Optional[Endpoint], mode: str,
-             method, movable_port: bool = False) -> Optional[dict]:
+             method, movable_port: bool = False,
+             prepare: Optional[Callable[[BranchRecord], None]] = None) -> Optional[dict]:
         """Data directory, copy and container in the order the method needs; then the record says 'running'.
         Snapshot and physical fill the data directory before the server starts (it then recovers);
         dump restores into a freshly initialised, running server. Returns the copy's result, if one ran.
-        movable_port: the port was chosen here, not asked for, so another may take its place (_serve)."""
+        movable_port: the port was chosen here, not asked for, so another may take its place (_serve).
+        prepare: work on the ready server (its record as it is then) before the record says it serves."""
         site = self.site
         started = time.monotonic()
         free_before = site.storage.free_bytes(site.placement.data_root)
@@ -76,6 +78,8 @@ class Filler:
             if method is not None and not method.fills_data_dir:
                 result = self._run(method, self._job(database, record, source, mode))
             injection_point("fill:ready")
+            if prepare is not None:
+                prepare(site.store.branch(database.name, record.name))
         except (BranchingError, OSError) as error:
             # A server that hits a full disk stops (a PANIC on WAL), and its client only sees the
             # connection drop: the branch's own log says why.

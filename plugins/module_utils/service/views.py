@@ -6,6 +6,7 @@ directory's size and, during a copy, where it is."""
 
 from __future__ import annotations
 
+from ansible_collections.baseful.branching.plugins.module_utils.migrations import decode
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     CREATING,
     RESETTING,
@@ -60,6 +61,7 @@ class Views:
             size_bytes=allocated, data_dir_exists=exists,
             copy_progress=self.copy_progress(record, apparent) if record.status in (CREATING, RESETTING) and exists else None,
             endpoint_url=self.endpoints.branch_url(database, record.name, self.password(database)),
+            migrations=[entry.as_dict() for entry in decode(record.migrations)],
         ).as_dict()
 
     def copy_progress(self, record: BranchRecord, done: int) -> dict:
