@@ -145,6 +145,29 @@ class HostStorage:
                 raise InputError("migrations", f"{path} cannot be read ({error.strerror})") from error
         return result
 
+    def keep_file(self, path: str, data: bytes) -> None:
+        """`data` at `path` (0600, its directory 0700), whole or not at all; a file there already stays."""
+        if os.path.exists(path):
+            return
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".", suffix=".partial")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            os.remove(temporary)
+            raise
+
+    def read_kept(self, path: str) -> Optional[bytes]:
+        try:
+            with open(path, "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return None
+
     def forget_running_server(self, data_dir: str) -> None:
         """A file copy of a data directory must not claim its source's server runs in it."""
         pid_file = os.path.join(data_dir, "postmaster.pid")

@@ -12,7 +12,7 @@ import yaml
 from ansible_collections.baseful.branching.plugins.doc_fragments.placement import ModuleDocFragment
 from ansible_collections.baseful.branching.plugins.module_utils.options import PLACEMENT_OPTIONS
 
-MODULES = ["database", "branch", "branch_info", "branch_expire", "branch_diff"]
+MODULES = ["database", "branch", "branch_info", "branch_expire", "branch_diff", "branch_merge"]
 FRAGMENT_OPTIONS = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
 
 

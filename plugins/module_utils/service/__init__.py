@@ -16,6 +16,7 @@ store lacks, and dispatch to the part that does the work.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import replace
 from typing import List, Optional, Sequence
 
@@ -135,6 +136,34 @@ class Service:
             raise InputError("name", f"branch {name!r} does not exist in database {database!r}")
         comparison = self.branches.comparison
         return Outcome(values=comparison.compare(record, branch, comparison.against_of(record, branch, against), data))
+
+    def merge(self, database: str, name: str, into: Optional[str] = None, migrations: Sequence[str] = ()) -> Outcome:
+        """Branch `name`'s migrations that `into` (its parent unless named) has not had: rehearsed, applied,
+        compared (service/merge.py). `migrations`: where to find their files, before those kept in state_dir."""
+        validate_name("database", database)
+        validate_name("name", name)
+        if into is not None:
+            validate_name("into", into)
+        given = self.site.storage.migration_files(migrations) if migrations else []
+        adopted = self._adopt(database)
+        store, merge, comparison = self.store, self.branches.merge, self.branches.comparison
+        with store.lock(database, shared=True):
+            record = self._database(database)
+            branch = store.branch(database, name)
+            if branch is None:
+                raise InputError("name", f"branch {name!r} does not exist in database {database!r}")
+            target = comparison.against_of(record, branch, into, "into")
+            with ExitStack() as held:  # in name order, so two merges in opposite directions never wait on each other
+                for key in sorted({name, target.name}):
+                    held.enter_context(store.lock(f"{database}/{key}"))
+                branch, target = store.branch(database, name), store.branch(database, target.name)
+                merge.check_running(record, branch, "name")
+                merge.check_running(record, target, "into")
+                files = self.branches.migrations.contents(merge.to_merge(record, branch, target), given, name)
+                outcome = merge.merge(record, branch, target, files)
+                compared = comparison.compare(record, branch, store.branch(database, target.name))
+                outcome.values.update({key: compared[key] for key in ("identical", "changes", "diff")})
+        return outcome.after_adoption(adopted)
 
     def expire(self, database: Optional[str] = None) -> Outcome:
         if database is not None:

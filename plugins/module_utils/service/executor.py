@@ -29,9 +29,10 @@ from ansible_collections.baseful.branching.plugins.module_utils.model import (
     timestamp,
 )
 from ansible_collections.baseful.branching.plugins.module_utils.runtime import container_name
-from ansible_collections.baseful.branching.plugins.module_utils.service.endpoints import Endpoints
 from ansible_collections.baseful.branching.plugins.module_utils.service.compare import Comparison
+from ansible_collections.baseful.branching.plugins.module_utils.service.endpoints import Endpoints
 from ansible_collections.baseful.branching.plugins.module_utils.service.filler import Filler
+from ansible_collections.baseful.branching.plugins.module_utils.service.merge import Merge
 from ansible_collections.baseful.branching.plugins.module_utils.service.migrations import Migrations
 from ansible_collections.baseful.branching.plugins.module_utils.service.ports import Ports
 from ansible_collections.baseful.branching.plugins.module_utils.service.recovery import Recovery
@@ -60,6 +61,7 @@ class BranchExecutor:
         self.views = Views(site, self.endpoints)
         self.migrations = Migrations(site)
         self.comparison = Comparison(site)
+        self.merge = Merge(site, self)
         self.actions: Dict[str, Callable[[Step], Optional[BranchRecord]]] = {
             P.CLEANUP: self.cleanup, P.CREATE: self.create, P.RESET: self.reset,
             P.RECREATE_CONTAINER: self.recreate_container, P.START: self.start, P.MIGRATE: self.migrate,
