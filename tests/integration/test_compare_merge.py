@@ -3,9 +3,11 @@ rehearsed on a throwaway copy, applied once, and never carrying the branch's row
 
 from __future__ import annotations
 
+import stat
+import subprocess
 from pathlib import Path
 
-from conftest import connect, query, snapshot
+from conftest import connect, json_report, playbook_env, query, snapshot
 
 SCHEMA_CHANGES = {
     "001_stock.sql": "ALTER TABLE stock ADD COLUMN sku text NOT NULL DEFAULT 'unknown';\n"
@@ -49,6 +51,11 @@ OPPOSITE = {"added": "removed", "removed": "added", "changed": "changed"}
 SCHEMA = "SELECT string_agg(table_name || '.' || column_name || ':' || data_type, ',' ORDER BY table_name, column_name) " \
          "FROM information_schema.columns WHERE table_schema = 'public'"
 ROWS = "SELECT count(*), sum(stock_quantity) FROM stock"
+
+
+def playbook(name: str, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ansible-playbook", name, *extra], env=playbook_env(), capture_output=True, text=True,
+                          check=False, timeout=600)
 
 
 def execute(url: str, sql: str) -> None:
@@ -165,3 +172,38 @@ def test_a_failed_rehearsal_leaves_into_untouched(ansible, database, dbname, doc
     assert sorted(views) == ["pr-10", "production"] and views["production"]["migrations"] == []
     assert not [c.name for c in docker_client.containers.list(all=True, filters={"label": f"baseful.database={dbname}"})
                 if "rehearsal" in c.name]
+
+
+def test_pull_request_playbook_branch_migrate_report_merge_teardown(ansible, database, dbname, placement, workdir):
+    folder = migrations(workdir, SCHEMA_CHANGES)
+    report, env_file = workdir / "report.md", workdir / "pr.env"
+    common = ["-e", f"database={dbname}", "-e", "pr=51", "-e", f"state_dir={placement['state_dir']}",
+              "-e", f"port_range={placement['port_range']}"]
+    args = common + ["-e", f"migrations={folder}", "-e", f"report={report}", "-e", f"env_file={env_file}"]
+    done = playbook("baseful.branching.pull_request", *args)
+    assert done.returncode == 0, done.stdout[-3000:]
+    text = report.read_text()
+    assert text.startswith(f"## Schema of `{dbname}/pr-51` against `production`\n"), text
+    assert "Migrations the branch has had: `001_stock.sql`, `002_orders.sql`, `003_logic.sql`.\n" in text
+    assert f"{len(EXPECTED)} schema changes:" in text and "| column | `public.stock.reserved_quantity` | removed |" in text
+    assert "```diff\n--- " in text and "+CREATE TABLE public.orders (" in text
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    values = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+    assert query(values["DATABASE_URL"], "SELECT count(*) FROM orders") == [(0,)]
+    assert values["DATABASE_ENDPOINT_URL"].endswith(f"/{dbname}.pr-51")
+    branch = ansible.run("branch_info", database=dbname, name="pr-51")["branches"][0]
+    assert branch["ttl"] == 2 * 86400 and branch["parent"] == "production"
+
+    again = playbook("baseful.branching.pull_request", *args)
+    assert again.returncode == 0 and json_report(again.stdout)["stats"]["localhost"]["changed"] == 0
+    assert report.read_text() == text
+
+    merged = playbook("baseful.branching.pull_request", *common, "-e", "state=merged", "-e", f"report={report}")
+    assert merged.returncode == 0, merged.stdout[-3000:]
+    assert "No schema changes." in report.read_text()
+    assert "Merged into `production`: `001_stock.sql`, `002_orders.sql`, `003_logic.sql`." in report.read_text()
+    assert query(database["branch"]["url"], "SELECT to_regclass('orders')::text") == [("orders",)]
+
+    gone = playbook("baseful.branching.pull_request", *common, "-e", "state=absent")
+    assert gone.returncode == 0, gone.stdout[-3000:]
+    assert [b["name"] for b in ansible.run("branch_info", database=dbname)["branches"]] == ["production"]
