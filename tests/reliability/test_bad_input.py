@@ -88,6 +88,9 @@ PLACEMENT = {
 TTLS = generated(st.one_of(TEXT.filter(lambda s: not re.fullmatch(r"\s*(\d+\s*[smhd]?|none)\s*", s, re.ASCII | re.I)),
                            NOT_SCALAR),
                  ["-5m", "1y", "99999d", "0", "1.5h", "\u0661\u0662m"])
+# Not absolute, not there, not readable as SQL files, or not a list of paths.
+MIGRATION_PATHS = [["relative/001.sql"], ["/nonexistent/001.sql"], ["/proc/1/baseful"], ["a\nb"], [""], {"a": 1},
+                   ["/dev/null", "/tmp/../dev/null"]]
 MODULES = {
     "database": ({"name": "DB", "image": "IMAGE17"}, {
         "name": names(), "state": not_in(["present", "absent"]),
@@ -105,8 +108,16 @@ MODULES = {
         "database": names(), "name": names(), "source": names(),
         "state": not_in(["present", "started", "stopped", "absent", "default"]),
         "copy": not_in(["all", "schema", "empty"]), "copy_method": not_in(["auto", "snapshot", "physical", "dump"]),
-        "ttl": TTLS, "port": not_int(PORTS[0], PORTS[-1]), "protected": not_bool(), "reset": not_bool(), **PLACEMENT}),
+        "ttl": TTLS, "port": not_int(PORTS[0], PORTS[-1]), "protected": not_bool(), "reset": not_bool(),
+        "migrations": MIGRATION_PATHS, **PLACEMENT}),
     "branch_info": ({"database": "DB"}, {"database": names(), "name": names(), **PLACEMENT}),
+    # The placement options take one code path in every module (common.run): two values each suffice here.
+    "branch_diff": ({"database": "DB", "name": "feature"}, {
+        "database": names(), "name": names(), "against": names(), "data": not_bool(),
+        **{option: values[:2] for option, values in PLACEMENT.items()}}),
+    "branch_merge": ({"database": "DB", "name": "feature"}, {
+        "database": names(), "name": names(), "into": names(), "migrations": MIGRATION_PATHS,
+        **{option: values[:2] for option, values in PLACEMENT.items()}}),
     "branch_expire": ({"database": "DB"}, {"database": names(), **PLACEMENT}),
 }
 CONTRADICTIONS = [
@@ -121,6 +132,14 @@ CONTRADICTIONS = [
     ("branch", {"database": "DB", "name": "fresh", "reset": True}, "reset"),
     ("branch", {"database": "DB", "name": "feature", "port": "PRODUCTION_PORT"}, "port"),
     ("branch", {"database": "nonexistent", "name": "feature"}, "database"),
+    ("branch", {"database": "DB", "name": "feature", "state": "absent", "migrations": ["/etc"]}, "migrations"),
+    ("branch_diff", {"database": "DB", "name": "production"}, "against"),  # the root branch has no parent
+    ("branch_diff", {"database": "DB", "name": "feature", "against": "feature"}, "against"),
+    ("branch_diff", {"database": "DB", "name": "feature", "against": "nonexistent"}, "against"),
+    ("branch_diff", {"database": "DB", "name": "nonexistent"}, "name"),
+    ("branch_merge", {"database": "DB", "name": "production"}, "into"),
+    ("branch_merge", {"database": "DB", "name": "feature", "into": "nonexistent"}, "into"),
+    ("branch_merge", {"database": "nonexistent", "name": "feature"}, "database"),
     ("database", {"name": "DB", "image": "IMAGE15"}, "image"),
     ("database", {"name": "DB", "image": "IMAGE17", "user": "someone_else"}, "user"),
     ("database", {"name": "DB", "image": "IMAGE17", "password": "not-the-password"}, "password"),

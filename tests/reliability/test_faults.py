@@ -332,3 +332,60 @@ def test_a_switch_killed_then_run_again_leaves_exactly_one_route_to_the_default(
         assert query(endpoint["url"], "SELECT branch FROM whoami") == [("feature",)]
     assert ansible.run("branch", database=dbname, name="feature", state="default")["changed"] is False
     tally.record("faults", tried=0, held=1)
+
+
+MIGRATIONS = {"001_runs.sql": "CREATE TABLE runs (file text); INSERT INTO runs VALUES ('001');\n",
+              "002_more.sql": "INSERT INTO runs VALUES ('002'); ALTER TABLE marker ADD COLUMN seen bool;\n"}
+
+
+@pytest.mark.parametrize("point", ["migrate:file", "migrate:recorded"])
+def test_migrations_killed_then_run_again_make_one_branch_that_had_each_file_once(site, docker_client, tally, point):
+    """A new branch killed before or after its first migration committed is never left serving half-migrated: its
+    record stays 'creating', and the next run makes it anew with every file run exactly once."""
+    name = f"m-{point.replace(':', '-')}"
+    folder = site["workdir"] / f"migrations-{name}"
+    folder.mkdir()
+    for file, text in MIGRATIONS.items():
+        (folder / file).write_text(text)
+    tally.record("faults", tried=1, held=0)
+    killed_at(site, point, name=name, migrations=[str(folder)])
+    assert record_of(site, name) == "creating"
+    info = site["ansible"].run("branch_info", database=site["name"], name=name)["branches"]
+    assert [b["status"] for b in info] == ["creating"]
+
+    again = site["ansible"].run("branch", database=site["name"], name=name, migrations=[str(folder)])
+    assert again["actions"] == ["cleanup", "create", "migrate"], again.get("msg")
+    assert again["migrations_applied"] == sorted(MIGRATIONS)
+    assert query(again["branch"]["url"], "SELECT string_agg(file, ',' ORDER BY file) FROM runs") == [("001,002",)]
+    assert [m["file"] for m in again["branch"]["migrations"]] == sorted(MIGRATIONS)
+    assert_converged(site, docker_client, {name: None})
+    assert query(site["production"]["url"], SOURCE_CHECKSUM) == site["checksum"]
+    assert site["ansible"].run("branch", database=site["name"], name=name, state="absent")["changed"]
+    assert_converged(site, docker_client, {})
+    tally.record("faults", tried=0, held=1)
+
+
+def test_merge_killed_after_its_rehearsal_is_finished_by_the_next_run(site, docker_client, tally):
+    """Killed between the rehearsal (its copy removed) and applying to `into`: `into` has had nothing, and the next
+    run rehearses again and applies each file once. `into` is a branch of production, so production stays as it is."""
+    folder = site["workdir"] / "migrations-merge"
+    folder.mkdir()
+    for file, text in MIGRATIONS.items():
+        (folder / file).write_text(text)
+    ansible, database = site["ansible"], site["name"]
+    assert not ansible.run("branch", database=database, name="m-into").get("failed")
+    made = ansible.run("branch", database=database, name="m-pr", source="m-into", migrations=[str(folder)])
+    assert made["migrations_applied"] == sorted(MIGRATIONS), made.get("msg")
+    tally.record("faults", tried=1, held=0)
+    killed_at(site, "merge:rehearsed", module="branch_merge", database=database, name="m-pr")
+    views = {b["name"]: b for b in ansible.run("branch_info", database=database)["branches"]}
+    assert sorted(views) == ["m-into", "m-pr", "production"] and views["m-into"]["migrations"] == []
+
+    merged = ansible.run("branch_merge", database=database, name="m-pr")
+    assert merged["actions"] == ["rehearse", "migrate"] and merged["identical"], merged.get("msg")
+    assert query(views["m-into"]["url"], "SELECT string_agg(file, ',' ORDER BY file) FROM runs") == [("001,002",)]
+    assert_converged(site, docker_client, {"m-into": None, "m-pr": None})
+    for branch in ("m-pr", "m-into"):
+        assert ansible.run("branch", database=database, name=branch, state="absent")["changed"]
+    assert_converged(site, docker_client, {})
+    tally.record("faults", tried=0, held=1)

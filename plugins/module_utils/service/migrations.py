@@ -54,6 +54,7 @@ class Migrations:
                                       f"{database.name!r} and was rolled back ({failure_summary(said)}); {then}")
             applied.append(Applied(migration.name, migration.checksum, timestamp(now())))
             store.update_branch(database.name, record.name, migrations=encode(applied))
+            injection_point("migrate:recorded")
         return [migration.name for migration in files]
 
     def kept_path(self, checksum: str) -> str:
