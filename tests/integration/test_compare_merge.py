@@ -161,14 +161,14 @@ def test_a_failed_rehearsal_leaves_into_untouched(ansible, database, dbname, doc
     made = ansible.run("branch", database=dbname, name="pr-10", migrations=[migrations(workdir, files)])
     assert made["migrations_applied"] == sorted(files), made.get("msg")
     execute(production, "UPDATE stock SET stock_quantity = 5 WHERE product_id = 42")  # only production breaks the floor
-    schema_before, rows_before = query(production, SCHEMA), query(production, "SELECT md5(string_agg(s::text, ',' "
-                                                                                  "ORDER BY product_id)) FROM stock s")
+    checksum = "SELECT md5(string_agg(s::text, ',' ORDER BY product_id)) FROM stock s"
+    schema_before, rows_before = query(production, SCHEMA), query(production, checksum)
     failed = ansible.run("branch_merge", database=dbname, name="pr-10", into="production")
     assert failed["failed"], failed
     assert failed["msg"].startswith("migrations: 002_floor.sql failed on branch 'rehearsal-"), failed["msg"]
     assert "stock_floor" in failed["msg"] and failed["msg"].endswith("nothing was applied to 'production'")
     assert query(production, SCHEMA) == schema_before
-    assert query(production, "SELECT md5(string_agg(s::text, ',' ORDER BY product_id)) FROM stock s") == rows_before
+    assert query(production, checksum) == rows_before
     views = {b["name"]: b for b in ansible.run("branch_info", database=dbname)["branches"]}
     assert sorted(views) == ["pr-10", "production"] and views["production"]["migrations"] == []
     assert not [c.name for c in docker_client.containers.list(all=True, filters={"label": f"baseful.database={dbname}"})

@@ -89,8 +89,8 @@ def test_migrations_run_in_name_order_once_each_before_the_branch_serves(ansible
     write(folder, {"005_later.sql": "CREATE TABLE later (id int);\n"})
     child = ansible.run("branch", database=dbname, name="pr-1-child", source="pr-1", migrations=[str(folder)])
     assert child["actions"] == ["create", "migrate"] and child["migrations_applied"] == ["005_later.sql"], child
-    assert [m["file"] for m in child["branch"]["migrations"]] == sorted(MIGRATIONS) + ["004_orders_note.sql",
-                                                                                        "005_later.sql"]
+    assert [m["file"] for m in child["branch"]["migrations"]] == \
+        sorted(MIGRATIONS) + ["004_orders_note.sql", "005_later.sql"]
     assert query(child["branch"]["url"], "SELECT count(*) FROM orders") == [(1,)]
     assert query(branch["url"], "SELECT to_regclass('later')") == [(None,)]
     # ... but an empty copy has had none
@@ -116,8 +116,8 @@ def test_migrations_run_in_name_order_once_each_before_the_branch_serves(ansible
 def test_a_failing_migration_is_named_with_its_statement_and_leaves_no_branch(ansible, database, dbname, docker_client,
                                                                               workdir):
     folder = write(workdir / "migrations", MIGRATIONS)
-    bad = write(workdir / "more", {"010_bad.sql": "ALTER TABLE stock ADD COLUMN fine int;\n\n"
-                                                   "ALTER TABLE stock DROP COLUMN no_such_column;\n"})
+    failing = "ALTER TABLE stock ADD COLUMN fine int;\n\nALTER TABLE stock DROP COLUMN no_such_column;\n"
+    bad = write(workdir / "more", {"010_bad.sql": failing})
     before_rows = query(database["branch"]["url"], "SELECT count(*), sum(stock_quantity) FROM stock")
 
     failed = ansible.run("branch", database=dbname, name="pr-2", migrations=[str(folder), str(bad)])
@@ -143,8 +143,8 @@ def test_a_failing_migration_is_named_with_its_statement_and_leaves_no_branch(an
     assert query(made["branch"]["url"], COLUMNS, "stock") == [("product_id:integer,sku:text,stock_quantity:integer",)]
 
 
-def test_bad_migration_paths_are_refused_naming_migrations_and_change_nothing(ansible, database, dbname, docker_client,
-                                                                                workdir):
+def test_bad_migration_paths_are_refused_naming_migrations_and_change_nothing(ansible, database, dbname,
+                                                                              docker_client, workdir):
     write(workdir / "a", {"001.sql": "SELECT 1;\n"})
     write(workdir / "b", {"001.sql": "SELECT 2;\n"})
     before = snapshot(docker_client, workdir)

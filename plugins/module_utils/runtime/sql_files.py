@@ -52,7 +52,6 @@ class SqlFiles:
         said = (stderr + stdout).replace(f"/tmp/{directory}/", "")
         return result.exit_code == 0, said
 
-
     def query_json(self, name_or_id: str, user: str, dbname: str, sql: str):
         """The JSON document the one row of a read-only query `sql` holds."""
         return json.loads(self._client_tool(name_or_id, QUERY, user, dbname, {"BASEFUL_SQL": sql}, "a catalog query"))
