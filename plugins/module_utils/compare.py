@@ -16,13 +16,14 @@ import difflib
 import re
 from typing import Dict, List, Optional
 
-# Objects of every user schema (not the system's, nor those an extension brings), by kind: name -> definition.
+# Objects of every user schema (not the system's, nor the migration history's, migrations.HISTORY_SCHEMA, nor those
+# an extension brings), by kind: name -> definition.
 KINDS = ("schema", "extension", "type", "table", "column", "constraint", "index", "view", "sequence", "function",
          "trigger", "policy")
 CATALOG_QUERY = r"""
 WITH ns AS (
   SELECT oid, nspname FROM pg_namespace
-  WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname !~ '^pg_(toast|temp_)'
+  WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'baseful') AND nspname !~ '^pg_(toast|temp_)'
 ), from_extension AS (
   SELECT objid FROM pg_depend WHERE deptype = 'e'
 ), rels AS (
@@ -97,7 +98,8 @@ SELECT coalesce(json_object_agg(n.nspname || '.' || c.relname,
          (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I.%I', n.nspname, c.relname),
                                               false, true, '')))[1]::text::bigint), '{}')
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_)'
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'baseful')
+  AND n.nspname !~ '^pg_(toast|temp_)'
   AND c.oid NOT IN (SELECT objid FROM pg_depend WHERE deptype = 'e') AND NOT c.relispartition
 """
 
@@ -136,9 +138,14 @@ def row_changes(ours: Dict[str, int], theirs: Dict[str, int]) -> List[dict]:
 _NOISE = re.compile(r"^(--.*|SET .*|SELECT pg_catalog\.set_config\(.*|\\(un)?restrict .*|\s*)$")
 
 
+# Secrets a schema dump holds: a user mapping's password option and a subscription's connection string.
+_SECRETS = re.compile(r"(\bpassword\s+|\bCONNECTION\s+)'(?:[^']|'')*'", re.IGNORECASE)
+
+
 def normalised_ddl(dump: str) -> List[str]:
-    """A schema-only pg_dump without what differs between two dumps of one schema; one line each."""
-    return [line.rstrip() + "\n" for line in dump.splitlines() if not _NOISE.match(line)]
+    """A schema-only pg_dump without what differs between two dumps of one schema, and without the secrets it may
+    hold (shown as '********'); one line each."""
+    return [_SECRETS.sub(r"\1'********'", line.rstrip()) + "\n" for line in dump.splitlines() if not _NOISE.match(line)]
 
 
 def unified(theirs: List[str], ours: List[str], against_label: str, name_label: str,

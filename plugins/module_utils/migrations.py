@@ -21,6 +21,21 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 from ansible_collections.baseful.branching.plugins.module_utils.errors import InputError
 
 SUFFIX = ".sql"
+# Each branch's database keeps the files it has had in baseful.migrations, written in the very transaction of each
+# file: a file whose commit its run did not live to record (killed in between, or its psql outliving the run) is
+# known as had by the next run, and a second run of it waits for the first's row and then fails on it, so no file
+# ever runs twice. branch_diff leaves the schema out.
+HISTORY_SCHEMA = "baseful"
+HISTORY_FILE = "baseful-history.sql"
+HISTORY_QUERY = r"""
+SELECT to_regclass('baseful.migrations') IS NOT NULL AS baseful_history \gset
+\if :baseful_history
+SELECT coalesce(json_agg(json_build_object('file', file, 'checksum', checksum, 'applied_at', applied_at)
+                         ORDER BY applied_at, file), '[]') FROM baseful.migrations;
+\else
+SELECT '[]';
+\endif
+"""
 
 
 @dataclass(frozen=True)
@@ -109,3 +124,28 @@ def failure_summary(output: str, limit: int = 600) -> str:
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     text = " | ".join(lines)
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def history_sql(files: Sequence[MigrationFile]) -> bytes:
+    """What runs first in the files' transaction: their rows in baseful.migrations (no ON CONFLICT: a second run of
+    a file waits for the first's row and then fails). Names as hex, so that no name can be read as SQL."""
+    rows = ",\n".join(f"  (convert_from('\\x{m.name.encode('utf-8', 'surrogateescape').hex()}'::bytea, 'UTF8'), "
+                      f"'{m.checksum}')" for m in files)
+    return (f"CREATE SCHEMA IF NOT EXISTS {HISTORY_SCHEMA};\n"
+            f"CREATE TABLE IF NOT EXISTS {HISTORY_SCHEMA}.migrations (file text PRIMARY KEY, checksum text NOT NULL,\n"
+            "  applied_at timestamptz NOT NULL DEFAULT clock_timestamp());\n"
+            f"INSERT INTO {HISTORY_SCHEMA}.migrations (file, checksum) VALUES\n{rows};\n").encode()
+
+
+def reconcile(had: Sequence[Applied], server: Sequence[Applied]) -> List[Applied]:
+    """What a branch has had: its record's list, then what its server's history has that the list lacks."""
+    known = {entry.file for entry in had}
+    return list(had) + [entry for entry in server if entry.file not in known]
+
+
+def failed_file(said: str, names: Sequence[str]) -> str:
+    """Which of `names` psql's report says failed ('psql:<name>:<line>: ERROR: ...'), else all of them."""
+    for name in names:
+        if f"psql:{name}:" in said:
+            return name
+    return ", ".join(names)

@@ -138,6 +138,9 @@ class HostStorage:
                                  "file or directory of SQL files by its absolute path there")
         result = []
         for name, path in order(found):
+            if os.path.islink(path):
+                # A checkout is the pull request's to shape: a link in it could name any file this root run can read.
+                raise InputError("migrations", f"{path} is a symbolic link; migrations are read from regular files only")
             try:
                 with open(path, "rb") as handle:
                     result.append(MigrationFile(name, path, handle.read()))

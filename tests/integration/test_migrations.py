@@ -55,6 +55,9 @@ def test_migrations_run_in_name_order_once_each_before_the_branch_serves(ansible
     assert query(branch["url"], COLUMNS, "stock") == [("product_id:integer,sku:text,stock_quantity:integer",)]
     assert query(branch["url"], "SELECT available(7), available(8), count(*) FROM orders") == [(97, 100, 1)]
     assert query(branch["url"], "SELECT count(*) FROM pg_indexes WHERE indexname = 'orders_product'") == [(1,)]
+    # the branch's own history, written in each file's transaction
+    assert query(branch["url"], "SELECT file, checksum FROM baseful.migrations ORDER BY file") == \
+        [(name, checksum(folder / name)) for name in sorted(MIGRATIONS)]
     assert query(branch["url"], "SELECT confrelid::regclass::text FROM pg_constraint WHERE contype = 'f'") == [("stock",)]
     # the source is not touched
     assert query(production["url"], COLUMNS, "stock") == \

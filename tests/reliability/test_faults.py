@@ -389,3 +389,36 @@ def test_merge_killed_after_its_rehearsal_is_finished_by_the_next_run(site, dock
         assert ansible.run("branch", database=database, name=branch, state="absent")["changed"]
     assert_converged(site, docker_client, {})
     tally.record("faults", tried=0, held=1)
+
+
+def test_a_file_committed_but_not_recorded_is_never_run_again(site, docker_client, tally):
+    """Killed after a file committed on an existing branch and before its record said so: the branch's own history
+    (baseful.migrations, written in the file's transaction) says it ran, so the next run records it and runs only the
+    file after it. A data migration shows any second run."""
+    ansible, database, name = site["ansible"], site["name"], "m-committed"
+    folder = site["workdir"] / f"migrations-{name}"
+    folder.mkdir()
+    (folder / "001_table.sql").write_text("CREATE TABLE tally (n int);\n")
+    made = ansible.run("branch", database=database, name=name, migrations=[str(folder)])
+    assert made["migrations_applied"] == ["001_table.sql"], made.get("msg")
+    (folder / "002_count.sql").write_text("INSERT INTO tally VALUES (1);\n")
+    (folder / "003_more.sql").write_text("INSERT INTO tally VALUES (10);\n")
+    tally.record("faults", tried=1, held=0)
+    killed_at(site, "migrate:committed", name=name, migrations=[str(folder)])
+    url = made["branch"]["url"]
+    assert query(url, "SELECT sum(n) FROM tally") == [(1,)]  # 002 committed, 003 never began
+    recorded = ansible.run("branch_info", database=database, name=name)["branches"][0]["migrations"]
+    assert [m["file"] for m in recorded] == ["001_table.sql"]  # the kill came before the record
+
+    predicted = ansible.run("branch", check=True, database=database, name=name, migrations=[str(folder)])
+    assert predicted["migrations_applied"] == ["003_more.sql"], predicted
+    again = ansible.run("branch", database=database, name=name, migrations=[str(folder)])
+    assert again["actions"] == ["migrate"] and again["migrations_applied"] == ["003_more.sql"], again.get("msg")
+    assert query(url, "SELECT sum(n) FROM tally") == [(11,)]  # 002 ran once
+    assert [m["file"] for m in again["branch"]["migrations"]] == ["001_table.sql", "002_count.sql", "003_more.sql"]
+    assert query(url, "SELECT string_agg(file, ',' ORDER BY file) FROM baseful.migrations") == \
+        [("001_table.sql,002_count.sql,003_more.sql",)]
+    assert ansible.run("branch", database=database, name=name, migrations=[str(folder)])["changed"] is False
+    assert ansible.run("branch", database=database, name=name, state="absent")["changed"]
+    assert_converged(site, docker_client, {})
+    tally.record("faults", tried=0, held=1)

@@ -22,10 +22,13 @@ from ansible_collections.baseful.branching.plugins.module_utils.migrations impor
     MigrationFile,
     decode,
     encode,
+    failed_file,
     failure_summary,
+    history_sql,
     inherited,
     order,
     pending,
+    reconcile,
 )
 from ansible_collections.baseful.branching.plugins.module_utils.model import RUNNING, STOPPED, BranchRecord
 from ansible_collections.baseful.branching.plugins.module_utils.storage import HostStorage
@@ -180,3 +183,39 @@ def test_two_dumps_of_one_schema_compare_equal_whatever_their_comments_settings_
     assert unified(normalised_ddl(one), grown, "db/production", "db/pr") == (
         "--- db/production\n+++ db/pr\n@@ -1,3 +1,4 @@\n CREATE TABLE public.t (\n-    id integer\n+    id integer,\n"
         "+    note text\n );\n")
+
+
+def test_the_history_rows_are_written_first_with_names_that_cannot_be_read_as_sql():
+    sql = history_sql([migration("001_a.sql"), migration("x'); DROP TABLE t; --.sql")]).decode()
+    assert sql.startswith("CREATE SCHEMA IF NOT EXISTS baseful;\nCREATE TABLE IF NOT EXISTS baseful.migrations")
+    assert "DROP TABLE" not in sql and "ON CONFLICT" not in sql  # a second run of a file fails on the first's row
+    assert sql.count("convert_from('\\x") == 2 and bytes.fromhex("3030315f612e73716c") == b"001_a.sql"
+    assert "'\\x3030315f612e73716c'::bytea" in sql and hashlib.sha256(b"SELECT 1;").hexdigest() in sql
+
+
+def test_what_the_server_had_and_the_record_lacks_is_added_after_the_record():
+    record, server = had("001.sql", "002.sql"), had("001.sql", "003.sql", "002.sql")
+    assert [e.file for e in reconcile(record, server)] == ["001.sql", "002.sql", "003.sql"]
+    assert reconcile(record, []) == record and reconcile([], server) == server
+
+
+def test_the_failed_file_is_found_in_psqls_report():
+    said = "psql:002_b.sql:3: ERROR:  boom"
+    assert failed_file(said, ["001_a.sql", "002_b.sql"]) == "002_b.sql"
+    assert failed_file("server closed the connection", ["001_a.sql", "002_b.sql"]) == "001_a.sql, 002_b.sql"
+
+
+def test_secrets_in_a_schema_dump_are_hidden():
+    dump = ("CREATE USER MAPPING FOR postgres SERVER remote OPTIONS (\n    \"user\" 'app',\n    password 'it''s secret'\n);\n"
+            "CREATE SUBSCRIPTION s CONNECTION 'host=h password=pw' PUBLICATION p WITH (connect = false);\n")
+    text = "".join(normalised_ddl(dump))
+    assert "secret" not in text and "pw" not in text and "'app'" in text
+    assert "    password '********'\n" in text and "CONNECTION '********' PUBLICATION p" in text
+
+
+def test_a_link_among_the_migrations_is_refused(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "secret").write_text("not SQL")
+    (tmp_path / "m" / "001.sql").symlink_to(tmp_path / "secret")
+    with pytest.raises(InputError, match="^migrations: .*001.sql is a symbolic link"):
+        HostStorage().migration_files([str(tmp_path / "m")])

@@ -136,9 +136,13 @@ class Runtime(Protocol):
 
     def paused(self, name_or_id: str) -> AbstractContextManager: ...  # yields a Pause, measured on exit
 
-    def run_sql_file(self, name_or_id: str, user: str, dbname: str, name: str, sql: bytes) -> Tuple[bool, str]:
-        """One SQL file (`name`, its bytes) in one transaction on the branch's server (runtime/sql_files.py);
+    def run_sql_files(self, name_or_id: str, user: str, dbname: str, files: List[Tuple[str, bytes]]) -> Tuple[bool, str]:
+        """SQL files (name, bytes), in order, in one transaction on the branch's server (runtime/sql_files.py);
         whether it committed, and what psql said."""
+
+    def query_json(self, name_or_id: str, user: str, dbname: str, sql: str): ...
+
+    def dump_schema(self, name_or_id: str, user: str, dbname: str) -> str: ...
 
     # the endpoint's pooler (runtime/pooler.py)
 

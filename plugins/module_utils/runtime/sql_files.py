@@ -9,47 +9,50 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import secrets
 import tarfile
 import time
-from typing import Tuple
+from typing import Sequence, Tuple
 
 from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError
 from ansible_collections.baseful.branching.plugins.module_utils.runtime import SECRET_IN_CONTAINER
 
 PASSWORD = f'PGPASSWORD="$(cat {SECRET_IN_CONTAINER} 2>/dev/null)"; export PGPASSWORD\n'
 
-# One transaction per file (a failed statement rolls back the whole file), stopped at the first error, whose
-# statement psql echoes (--echo-errors). The password, for a socket an operator made ask for one, comes from the
-# mounted file through the environment.
-RUN_FILE = PASSWORD + '''exec psql -X -q --echo-errors -v ON_ERROR_STOP=1 --single-transaction -U "$BASEFUL_USER" -d "$BASEFUL_DB" \\
-  -f "$BASEFUL_DIR/$BASEFUL_FILE" >/dev/null
+# The files given, in order, in one transaction (a failed statement rolls back every one of them), stopped at the
+# first error, whose statement psql echoes (--echo-errors). The password, for a socket an operator made ask for one,
+# comes from the mounted file through the environment; the files' paths come as arguments, never through a shell.
+RUN_FILES = PASSWORD + '''exec psql -X -q --echo-errors -v ON_ERROR_STOP=1 --single-transaction -U "$BASEFUL_USER" \\
+  -d "$BASEFUL_DB" "$@" >/dev/null
 '''
 # One read-only query whose one row is a JSON document.
 QUERY = PASSWORD + '''printf '%s\\n' "$BASEFUL_SQL" | exec psql -X -q -At -v ON_ERROR_STOP=1 -U "$BASEFUL_USER" \\
   -d "$BASEFUL_DB" -c 'SET default_transaction_read_only = on' -f -
 '''
-DUMP_SCHEMA = PASSWORD + '''exec pg_dump --schema-only -U "$BASEFUL_USER" -d "$BASEFUL_DB"
+DUMP_SCHEMA = PASSWORD + '''exec pg_dump --schema-only --exclude-schema=baseful -U "$BASEFUL_USER" -d "$BASEFUL_DB"
 '''
 
 
 class SqlFiles:
     """Mixed into DockerRuntime: uses its client."""
 
-    def run_sql_file(self, name_or_id: str, user: str, dbname: str, name: str, sql: bytes) -> Tuple[bool, str]:
-        """Runs one SQL file on the branch's server in one transaction; whether it committed, and what psql said
-        (with the file named as given, not by its place in the container)."""
+    def run_sql_files(self, name_or_id: str, user: str, dbname: str, files: Sequence[Tuple[str, bytes]]) -> Tuple[bool, str]:
+        """Runs SQL files (name, bytes) in order on the branch's server, all in one transaction; whether it committed,
+        and what psql said (with each file named as given, not by its place in the container)."""
         container = self.client.containers.get(name_or_id)
-        directory = f"baseful-migration-{secrets.token_hex(6)}"
-        container.put_archive("/tmp", _archive(directory, name, sql))
+        directory = f"/tmp/baseful-migration-{secrets.token_hex(6)}"
+        container.put_archive("/tmp", _archive(directory[len("/tmp/"):], files))
+        arguments = [part for position, (name, _sql) in enumerate(files)
+                     for part in ("-f", f"{directory}/{position}/{name}")]
         try:
-            result = container.exec_run(["sh", "-c", RUN_FILE], user="postgres", demux=True, environment={
-                "BASEFUL_USER": user, "BASEFUL_DB": dbname, "BASEFUL_DIR": f"/tmp/{directory}", "BASEFUL_FILE": name})
+            result = container.exec_run(["sh", "-c", RUN_FILES, "sh", *arguments], user="postgres", demux=True,
+                                        environment={"BASEFUL_USER": user, "BASEFUL_DB": dbname})
         finally:
             # root's: the archive's files are root's, in a directory with the sticky bit
-            container.exec_run(["rm", "-rf", "--", f"/tmp/{directory}"], user="root")
+            container.exec_run(["rm", "-rf", "--", directory], user="root")
         stdout, stderr = ((part or b"").decode(errors="replace") for part in result.output)
-        said = (stderr + stdout).replace(f"/tmp/{directory}/", "")
+        said = re.sub(re.escape(directory) + r"/\d+/", "", stderr + stdout)
         return result.exit_code == 0, said
 
     def query_json(self, name_or_id: str, user: str, dbname: str, sql: str):
@@ -70,14 +73,18 @@ class SqlFiles:
         return stdout
 
 
-def _archive(directory: str, name: str, sql: bytes) -> bytes:
-    """A tar stream of `directory`/`name`, readable by the server's user."""
+def _archive(directory: str, files: Sequence[Tuple[str, bytes]]) -> bytes:
+    """A tar stream of `directory`/<position>/<name> for each file, readable by the server's user."""
     buffer = io.BytesIO()
+    moment = int(time.time())
     with tarfile.open(fileobj=buffer, mode="w") as archive:
-        folder = tarfile.TarInfo(directory)
-        folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o755, int(time.time())
-        archive.addfile(folder)
-        member = tarfile.TarInfo(f"{directory}/{name}")
-        member.size, member.mode, member.mtime = len(sql), 0o644, int(time.time())
-        archive.addfile(member, io.BytesIO(sql))
+        folders = [directory] + [f"{directory}/{position}" for position in range(len(files))]
+        for folder in folders:
+            entry = tarfile.TarInfo(folder)
+            entry.type, entry.mode, entry.mtime = tarfile.DIRTYPE, 0o755, moment
+            archive.addfile(entry)
+        for position, (name, sql) in enumerate(files):
+            member = tarfile.TarInfo(f"{directory}/{position}/{name}")
+            member.size, member.mode, member.mtime = len(sql), 0o644, moment
+            archive.addfile(member, io.BytesIO(sql))
     return buffer.getvalue()

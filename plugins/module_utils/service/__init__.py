@@ -156,10 +156,16 @@ class Service:
             with ExitStack() as held:  # in name order, so two merges in opposite directions never wait on each other
                 for key in sorted({name, target.name}):
                     held.enter_context(store.lock(f"{database}/{key}"))
-                branch, target = store.branch(database, name), store.branch(database, target.name)
-                merge.check_running(record, branch, "name")
-                merge.check_running(record, target, "into")
-                files = self.branches.migrations.contents(merge.to_merge(record, branch, target), given, name)
+                if not self.site.check_mode:
+                    self.branches.recovery.dead_runs(database, name)  # a source a killed rehearsal left frozen
+                found = {key: store.branch(database, key) for key in (name, target.name)}
+                for key, parameter in ((name, "name"), (target.name, "into")):
+                    if found[key] is None:
+                        raise InputError(parameter, f"branch {key!r} does not exist in database {database!r}")
+                    merge.check_running(record, found[key], parameter)
+                runner = self.branches.migrations
+                branch, target = runner.reconciled(record, found[name]), runner.reconciled(record, found[target.name])
+                files = runner.contents(merge.to_merge(record, branch, target), given, name)
                 outcome = merge.merge(record, branch, target, files)
                 compared = comparison.compare(record, branch, store.branch(database, target.name))
                 outcome.values.update({key: compared[key] for key in ("identical", "changes", "diff")})

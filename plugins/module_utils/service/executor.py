@@ -76,6 +76,8 @@ class BranchExecutor:
         if not site.check_mode:
             self.recovery.dead_runs(database.name, request.name)
         record = store.branch(database.name, request.name)
+        if request.migrations and request.state != "absent":
+            record = self._with_server_history(database, record)
         actual = self._observe(database.name, request.name, record)
         records = store.branches(database.name)
         names = [b.name for b in records if b.status in (RUNNING, STOPPED)]
@@ -248,6 +250,14 @@ class BranchExecutor:
             self.endpoints.sync(database)
         except Exception:  # noqa: BLE001 -- the next apply syncs again
             pass
+
+    def _with_server_history(self, database: DatabaseRecord, record: Optional[BranchRecord]) -> Optional[BranchRecord]:
+        """The record with the files its server had and it does not list (a run killed between a file's commit and
+        its record), written down where this is not check mode: bookkeeping, like a lease's renewal."""
+        reconciled = self.migrations.reconciled(database, record)
+        if reconciled is not record and not self.site.check_mode:
+            self.site.store.update_branch(database.name, record.name, migrations=reconciled.migrations)
+        return reconciled
 
     def _update(self, step: Step, **values) -> BranchRecord:
         self.site.store.update_branch(step.database.name, step.request.name, **values)

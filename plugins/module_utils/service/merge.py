@@ -66,7 +66,9 @@ class Merge:
         outcome.values["rehearsal"] = self.rehearse(database, into, files)
         injection_point("merge:rehearsed")
         into = self.site.store.branch(database.name, into.name)
-        self.executor.migrations.run_on_existing(database, into, files, decode(into.migrations))
+        # all in one transaction: `into` has them all or none, whatever its rows came to since the rehearsal's copy
+        self.executor.migrations.run_on_existing(database, into, files, decode(into.migrations),
+                                                 then=f"nothing was applied to {into.name!r}", together=True)
         return outcome
 
     def rehearse(self, database: DatabaseRecord, into: BranchRecord, files: List[MigrationFile]) -> dict:
@@ -80,7 +82,7 @@ class Merge:
                 ttl=REHEARSAL_LEASE_SECONDS, is_default=False, protected=False, parent=into.name)
             try:
                 executor.migrations.run(database, record, files, decode(into.migrations),
-                                        then=f"nothing was applied to {into.name!r}")
+                                        then=f"nothing was applied to {into.name!r}", together=True)
             finally:
                 store.update_branch(database.name, name, status=DELETING)
                 executor.recovery.discard(database.name, name, store.branch(database.name, name))
