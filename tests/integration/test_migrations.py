@@ -4,10 +4,12 @@ recorded with checksums and never run twice; failures named by file and statemen
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import subprocess
 from pathlib import Path
 
-from conftest import query, snapshot
+from conftest import json_report, playbook_env, query, snapshot
 
 COLUMNS = ("SELECT string_agg(column_name || ':' || data_type, ',' ORDER BY column_name) FROM information_schema.columns "
            "WHERE table_name = %s")
@@ -159,3 +161,22 @@ def test_bad_migration_paths_are_refused_naming_migrations_and_change_nothing(an
     refused = ansible.run("branch", database=dbname, name="production", state="absent", migrations=[str(workdir / "a")])
     assert refused["failed"] and refused["msg"].startswith("migrations: "), refused
     assert snapshot(docker_client, workdir) == before
+
+
+def test_an_inventory_declares_the_migrations_of_its_branches(ansible, database, dbname, placement, workdir):
+    """The provision role (an inventory's databases and branches) passes each branch's migrations; a second run
+    with nothing new changes nothing."""
+    folder = write(workdir / "migrations", MIGRATIONS)
+    variables = workdir / "inventory-vars.json"
+    variables.write_text(json.dumps({
+        "baseful_placement": placement,
+        "baseful_databases": [{"name": dbname, "image": database["database"]["image"],
+                               "branches": [{"name": "staging", "migrations": [str(folder)]}]}]}))
+    for expected_changes in (1, 0):
+        done = subprocess.run(["ansible-playbook", "baseful.branching.provision", "-e", f"@{variables}"],
+                              env=playbook_env(), capture_output=True, text=True, check=False, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:]
+        assert json_report(done.stdout)["stats"]["localhost"]["changed"] == expected_changes
+    staging = ansible.run("branch_info", database=dbname, name="staging")["branches"][0]
+    assert [m["file"] for m in staging["migrations"]] == sorted(MIGRATIONS)
+    assert query(staging["url"], "SELECT count(*) FROM orders") == [(1,)]
