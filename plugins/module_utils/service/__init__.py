@@ -26,6 +26,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.errors import Br
 from ansible_collections.baseful.branching.plugins.module_utils.locks import LockBusy
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     READY,
+    BranchRecord,
     DatabaseRecord,
     now,
     validate_image,
@@ -131,9 +132,7 @@ class Service:
             validate_name("against", against)
         self.adoption.reconcile(database)  # into the store's in-memory copy only (read-only), as info does
         record = self._database(database)
-        branch = self.store.branch(database, name)
-        if branch is None:
-            raise InputError("name", f"branch {name!r} does not exist in database {database!r}")
+        branch = self._branch(database, name, "name")
         comparison = self.branches.comparison
         return Outcome(values=comparison.compare(record, branch, comparison.against_of(record, branch, against), data))
 
@@ -149,22 +148,19 @@ class Service:
         store, merge, comparison = self.store, self.branches.merge, self.branches.comparison
         with store.lock(database, shared=True):
             record = self._database(database)
-            branch = store.branch(database, name)
-            if branch is None:
-                raise InputError("name", f"branch {name!r} does not exist in database {database!r}")
-            target = comparison.against_of(record, branch, into, "into")
+            target = comparison.against_of(record, self._branch(database, name, "name"), into, "into")
             with ExitStack() as held:  # in name order, so two merges in opposite directions never wait on each other
                 for key in sorted({name, target.name}):
                     held.enter_context(store.lock(f"{database}/{key}"))
                 if not self.site.check_mode:
                     self.branches.recovery.dead_runs(database, name)  # a source a killed rehearsal left frozen
-                found = {key: store.branch(database, key) for key in (name, target.name)}
-                for key, parameter in ((name, "name"), (target.name, "into")):
-                    if found[key] is None:
-                        raise InputError(parameter, f"branch {key!r} does not exist in database {database!r}")
-                    merge.check_running(record, found[key], parameter)
+                # read again under the branches' locks: either may have gone or stopped meanwhile
+                found = {parameter: self._branch(database, key, parameter)
+                         for key, parameter in ((name, "name"), (target.name, "into"))}
+                for parameter, found_branch in found.items():
+                    comparison.require_running(record, found_branch, parameter, "a merge reads and writes running servers")
                 runner = self.branches.migrations
-                branch, target = runner.reconciled(record, found[name]), runner.reconciled(record, found[target.name])
+                branch, target = (runner.reconciled(record, found[parameter]) for parameter in ("name", "into"))
                 files = runner.contents(merge.to_merge(record, branch, target), given, name)
                 outcome = merge.merge(record, branch, target, files)
                 compared = comparison.compare(record, branch, store.branch(database, target.name))
@@ -244,6 +240,12 @@ class Service:
         if database is not None:
             return [database]
         return self.adoption.ours(self.site.manifests.database_names())
+
+    def _branch(self, database: str, name: str, parameter: str) -> BranchRecord:
+        record = self.store.branch(database, name)
+        if record is None:
+            raise InputError(parameter, f"branch {name!r} does not exist in database {database!r}")
+        return record
 
     def _database(self, name: str) -> DatabaseRecord:
         record = self.store.database(name)

@@ -52,13 +52,19 @@ class Comparison:
             result["rows"] = row_changes(ours["rows"], theirs["rows"])
         return result
 
+    def require_running(self, database: DatabaseRecord, branch: BranchRecord, parameter: str, why: str) -> None:
+        """Refuses, naming `parameter`, a branch whose record or container is not running; `why` it must be."""
+        runtime = self.site.runtime
+        status = runtime.status(branch.container_id or branch.container_name) \
+            if branch.status in (RUNNING, STOPPED) else branch.status
+        if status != RUNNING:
+            raise InputError(parameter, f"branch {branch.name!r} of database {database.name!r} is {status}; {why}: "
+                             "start it first (state: started)")
+
     def _read(self, database: DatabaseRecord, branch: BranchRecord, data: bool, parameter: str) -> dict:
+        self.require_running(database, branch, parameter, "a schema is read from a running server")
         runtime = self.site.runtime
         container = branch.container_id or branch.container_name
-        status = runtime.status(container) if branch.status in (RUNNING, STOPPED) else branch.status
-        if status != RUNNING:
-            raise InputError(parameter, f"branch {branch.name!r} of database {database.name!r} is {status}; a schema is "
-                             "read from a running server: start it first (state: started)")
         reading = {"catalog": runtime.query_json(container, database.user, database.name, CATALOG_QUERY),
                    "ddl": normalised_ddl(runtime.dump_schema(container, database.user, database.name))}
         if data:

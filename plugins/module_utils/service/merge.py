@@ -19,7 +19,7 @@ from ansible_collections.baseful.branching.plugins.module_utils import plan as P
 from ansible_collections.baseful.branching.plugins.module_utils.errors import InputError
 from ansible_collections.baseful.branching.plugins.module_utils.faults import injection_point
 from ansible_collections.baseful.branching.plugins.module_utils.migrations import Applied, MigrationFile, decode
-from ansible_collections.baseful.branching.plugins.module_utils.model import DELETING, RUNNING, BranchRecord, DatabaseRecord
+from ansible_collections.baseful.branching.plugins.module_utils.model import DELETING, BranchRecord, DatabaseRecord
 from ansible_collections.baseful.branching.plugins.module_utils.service.site import Outcome
 
 REHEARSAL_PREFIX = "rehearsal-"
@@ -45,13 +45,6 @@ class Merge:
                                  f"{entry.checksum[:12]} and to {into.name!r} with {had[entry.file][:12]}; the two "
                                  f"branches ran different files of one name, so nothing of {branch.name!r} is merged")
         return result
-
-    def check_running(self, database: DatabaseRecord, record: BranchRecord, parameter: str) -> None:
-        status = self.site.runtime.status(record.container_id or record.container_name)
-        if record.status != RUNNING or status != RUNNING:
-            raise InputError(parameter, f"branch {record.name!r} of database {database.name!r} is "
-                             f"{status if record.status == RUNNING else record.status}; a merge reads and writes "
-                             "running servers: start it first (state: started)")
 
     def merge(self, database: DatabaseRecord, branch: BranchRecord, into: BranchRecord,
               files: List[MigrationFile]) -> Outcome:
