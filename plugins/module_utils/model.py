@@ -17,6 +17,8 @@ from typing import Optional
 from urllib.parse import quote, urlsplit
 
 from ansible_collections.baseful.branching.plugins.module_utils.errors import InputError
+from ansible_collections.baseful.branching.plugins.module_utils.masking import decode as decode_rules
+from ansible_collections.baseful.branching.plugins.module_utils.masking import rule_names
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
 ROLE_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -228,6 +230,7 @@ class DatabaseRecord:
     endpoint_port: Optional[int] = None
     endpoint_image: Optional[str] = None
     endpoint_container: Optional[str] = None
+    mask: Optional[str] = None  # masking rules every new branch but production gets (masking.py: JSON)
 
 
 @dataclass
@@ -249,6 +252,7 @@ class BranchRecord:
     ttl_seconds: Optional[int] = None
     expires_at: Optional[str] = None
     migrations: Optional[str] = None  # what it has had, in order (migrations.py: JSON)
+    mask: Optional[str] = None  # the masking rules its data has had, its source's among them (masking.py: JSON)
 
     def expired(self, moment: datetime) -> bool:
         end = parse_timestamp(self.expires_at)
@@ -281,6 +285,8 @@ class BranchView:
     copy_progress: Optional[dict] = None
     endpoint_url: Optional[str] = None  # this branch through its database's endpoint, where it has one
     migrations: list = field(default_factory=list)  # what it has had, in order: {file, checksum, applied_at}
+    masked: bool = False
+    mask: dict = field(default_factory=dict)  # column -> the name of the rule its data has had
     extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -304,4 +310,6 @@ def diff_view(record: Optional[BranchRecord], status: Optional[str] = None) -> d
         "copy_method": record.copy_method,
         "ttl": record.ttl_seconds,
         "migrations": [entry["file"] for entry in json.loads(record.migrations or "[]")],
+        "masked": bool(record.mask),
+        "mask": rule_names(decode_rules(record.mask)),
     }

@@ -10,10 +10,12 @@ Check mode is 'plan, do not apply'; diff mode shows the plan's before and after.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from ansible_collections.baseful.branching.plugins.module_utils.endpoint.config import DEFAULT_ENDPOINT_IMAGE
 from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
+from ansible_collections.baseful.branching.plugins.module_utils.masking import decode as decode_rules
+from ansible_collections.baseful.branching.plugins.module_utils.masking import rule_names, to_apply, wanted_rules
 from ansible_collections.baseful.branching.plugins.module_utils.migrations import (
     Applied,
     MigrationFile,
@@ -50,6 +52,7 @@ SET_TTL = "set_ttl"
 DELETE = "delete"
 # A database's own actions.
 CREATE_DATABASE = "create_database"
+SET_MASK = "set_mask"  # the masking rules its new branches get
 CREATE_BRANCH = "create_branch"  # its production branch
 DELETE_DATABASE = "delete_database"
 # A database's endpoint's.
@@ -72,6 +75,8 @@ class BranchRequest:
     protected: Optional[bool] = None
     reset: bool = False
     migrations: Tuple[MigrationFile, ...] = ()
+    mask: Optional[Dict[str, str]] = None  # masking.parse_rules's; None: not asked (a reset keeps the recorded rules)
+    unmasked: bool = False  # the database's masking rules do not apply to this branch
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,8 @@ class Plan:
     source: Optional[str] = None
     migrations: List[MigrationFile] = field(default_factory=list)  # to run, in order (plan_migrations)
     migrations_had: List[Applied] = field(default_factory=list)  # what the branch has had before they run
+    mask: Optional[Dict[str, str]] = None  # the rules a new copy's data will have had (plan_masking), its source's too
+    mask_now: Dict[str, str] = field(default_factory=dict)  # those that masking the new copy applies
 
     @property
     def changed(self) -> bool:
@@ -265,6 +272,47 @@ def plan_migrations(plan: Plan, request: BranchRequest, record: Optional[BranchR
     return plan
 
 
+def plan_masking(plan: Plan, request: BranchRequest, record: Optional[BranchRecord], source: Optional[BranchRecord],
+                 defaults: Dict[str, str]) -> Plan:
+    """The masking rules of a new or reset copy: the database's `defaults` (unless the branch says unmasked) with
+    the branch's own over them, or on a reset without `mask` the rules the branch had; plus its source's, which its
+    data has had already. An existing branch keeps its data's rules: other ones need a new copy (reset)."""
+    if request.state == "absent":
+        return plan
+    if request.name == PRODUCTION:
+        if request.mask or request.unmasked:
+            parameter = "mask" if request.mask else "unmasked"
+            raise InputError(parameter, f"branch {PRODUCTION!r} holds the original data of database "
+                             f"{request.database!r}; masking rules go on its branches")
+        return plan
+    had = decode_rules(record.mask) if record is not None else {}
+    if CREATE not in plan.actions and RESET not in plan.actions:
+        differs = request.mask is not None and any(had.get(key) != rule for key, rule in request.mask.items())
+        if differs or (request.unmasked and had):
+            parameter = "mask" if differs else "unmasked"
+            raise InputError(parameter, f"branch {request.name!r} exists with {_rules_said(had)}; its data cannot be "
+                             "masked otherwise in place: add reset: true to copy it again with these rules")
+        return plan
+    inherited = decode_rules(source.mask) if source is not None else {}
+    if request.unmasked and inherited:
+        raise InputError("unmasked", f"source branch {source.name!r} is masked ({_rules_said(inherited)}) and a copy "
+                         "of it is masked too; copy an unmasked branch")
+    if RESET in plan.actions and request.mask is None and not request.unmasked:
+        wanted = had
+    else:
+        wanted = wanted_rules(defaults, request.mask or {}, request.unmasked)
+    plan.mask = dict(sorted(dict(inherited, **wanted).items()))
+    plan.mask_now = to_apply(wanted, inherited)
+    if plan.after:
+        plan.after.update(masked=bool(plan.mask), mask=rule_names(plan.mask))
+    return plan
+
+
+def _rules_said(rules: Dict[str, str]) -> str:
+    return "masking rules " + ", ".join(f"{key}: {rule}" for key, rule in rule_names(rules).items()) if rules \
+        else "no masking rules"
+
+
 @dataclass(frozen=True)
 class DatabaseRequest:
     name: str
@@ -272,6 +320,7 @@ class DatabaseRequest:
     image: str = "postgres:18"
     user: str = "postgres"
     password_differs: bool = False  # a password was given and it is not the one kept
+    mask: Optional[Dict[str, str]] = None  # masking rules for its new branches; None: leave them as they are
 
 
 def plan_database(request: DatabaseRequest, record: Optional[DatabaseRecord], production_recorded: bool,
@@ -290,7 +339,7 @@ def plan_database(request: DatabaseRequest, record: Optional[DatabaseRecord], pr
     if record is None:
         return Plan(actions + [CREATE_DATABASE, CREATE_BRANCH], after={
             "name": request.name, "image": request.image, "user": request.user, "branches": [PRODUCTION],
-            "default_branch": PRODUCTION})
+            "default_branch": PRODUCTION, "mask": rule_names(request.mask or {})})
     for parameter, wanted, actual in (("image", request.image, record.image), ("user", request.user, record.user)):
         if wanted != actual:
             raise InputError(parameter, f"database {request.name!r} exists with {parameter} {actual!r}; changing it "
@@ -302,6 +351,9 @@ def plan_database(request: DatabaseRequest, record: Optional[DatabaseRecord], pr
         raise BranchingError(f"name: database {request.name!r} has lost its production branch: neither state_dir "
                              "nor data_root has a record of it; nothing was changed. Restore it from a backup, "
                              "or remove the database (state: absent) to start again")
+    had = decode_rules(record.mask)
+    if request.mask is not None and request.mask != had:
+        return Plan([SET_MASK], before={"mask": rule_names(had)}, after={"mask": rule_names(request.mask)})
     return Plan()
 
 

@@ -94,6 +94,11 @@ MIGRATIONS = (
     """
     ALTER TABLE branches ADD COLUMN migrations TEXT;
     """,
+    # 6: masking rules (masking.py: JSON): those a branch's data has had, and a database's for its new branches.
+    """
+    ALTER TABLE branches ADD COLUMN mask TEXT;
+    ALTER TABLE databases ADD COLUMN mask TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

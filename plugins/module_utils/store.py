@@ -191,6 +191,12 @@ class Store:
             db.execute(f"UPDATE databases SET {assignments} WHERE name = :_name", dict(values, _name=database))
         self._database_changed(database)
 
+    def set_database_mask(self, database: str, mask: Optional[str]) -> None:
+        """The masking rules a database's new branches get (masking.py: JSON)."""
+        with self.transaction() as db:
+            db.execute("UPDATE databases SET mask = ? WHERE name = ?", (mask, database))
+        self._database_changed(database)
+
     def reserve_endpoint_port(self, database: str, candidate_ports: Iterable[int], **values) -> int:
         """Records the endpoint on the first candidate port that no branch or other endpoint holds."""
         return self._first_port_held(

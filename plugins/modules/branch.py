@@ -114,6 +114,39 @@ options:
     type: list
     elements: path
     default: []
+  mask:
+    description:
+      - Masking rules for a new or reset copy, as C(table.column) or C(schema.table.column) (schema C(public) if
+        not named; names as the catalog spells them) mapped to a rule. They add to the database's own
+        (M(baseful.branching.database) O(baseful.branching.database#module:mask)) and win over them column by column.
+      - V(null) NULL. V(redact) a fixed marker of the column's type (C(REDACTED) for text, 0, false, the epoch, the
+        first label of an enum, an empty array or JSON object). V(hash) an HMAC-SHA-256 of the value shaped to the
+        column (hex text, an integer, a uuid, bytea), keyed per database (the key is kept in O(state_dir), never in a
+        branch), so equal values stay equal across tables and branches and joins still match.
+        V(fake_email) C(user-<10 hex of that HMAC>@example.com). V(fake_name) a first and a last name chosen by it.
+        C(keep_prefix:N) the first N characters, then C(*) for each other one. C(sql:<expression>) any SQL
+        expression over the row's columns (no C(;)). NULL stays NULL under every rule but C(sql:).
+      - The copy is masked on a sealed server, with no network and no published port; the branch's own container
+        (its port, and its route through the database's endpoint) exists only once masking is done. The masked
+        tables are then rewritten (C(VACUUM FULL), indexes and TOAST too), statistics gathered anew and
+        C(pg_statistic) rewritten, materialized views refreshed, the server stopped cleanly and its WAL replaced
+        with C(pg_resetwal), so its data directory holds no byte of an original masked value.
+        Triggers, rules and foreign-key actions do not fire while it runs.
+      - A table or column that does not exist, or a rule that does not fit the column (V(null) on C(NOT NULL),
+        V(redact) on a column unique on its own, text rules on other types, an expression the server cannot plan)
+        is refused, naming O(mask), before anything is made; it is checked against the source when that runs, else
+        against the copy before it serves.
+      - A copy of a masked branch is masked too (RV(branch.masked)); it only applies the rules its source did not
+        (a snapshot of a masked branch costs what any snapshot does). A reset applies the branch's rules again,
+        or these where given.
+      - An existing branch keeps the rules its data has had; asking it for other ones is refused unless O(reset=true).
+    type: dict
+  unmasked:
+    description:
+      - Leave out the masking rules of the database (O(baseful.branching.database#module:mask)) for this new or
+        reset copy. Refused where the source is masked, since a copy of masked data stays masked.
+    type: bool
+    default: false
 seealso:
   - module: baseful.branching.database
   - module: baseful.branching.branch_info
@@ -264,6 +297,14 @@ branch:
           V(applied_at) (ISO 8601 UTC). A copy starts with its source's list.
       type: list
       elements: dict
+    masked:
+      description: Whether the branch's data was masked (by its own rules or its source's).
+      type: bool
+    mask:
+      description:
+        - The rules its data has had, its source's among them, column (C(schema.table.column)) to rule name; an
+          C(sql:) rule shows as V(sql).
+      type: dict
   sample:
     name: my-debug-session
     database: inventory
@@ -326,6 +367,8 @@ ARGUMENT_SPEC = shared_argument_spec(
     protected=dict(type="bool"),
     reset=dict(type="bool", default=False),
     migrations=dict(type="list", elements="path", default=[]),
+    mask=dict(type="dict"),
+    unmasked=dict(type="bool", default=False),
 )
 
 
@@ -340,7 +383,8 @@ def main():
         return service.apply_branch(BranchRequest(
             database=p["database"], name=p["name"], state=p["state"], source=p["source"], copy_mode=p["copy"],
             copy_method=p["copy_method"], ttl_seconds=parse_ttl(p["ttl"]), port=p["port"],
-            protected=p["protected"], reset=p["reset"]), migrations=p["migrations"])
+            protected=p["protected"], reset=p["reset"], mask=p["mask"], unmasked=p["unmasked"]),
+            migrations=p["migrations"])
 
     run(module, apply)
 

@@ -88,6 +88,14 @@ options:
         registry of your own), else the default, CloudNativePG's PgBouncer image.
     type: str
     default: ghcr.io/cloudnative-pg/pgbouncer:1.25.2
+  mask:
+    description:
+      - Masking rules every new branch of the database gets, but C(production) and a branch that says
+        O(baseful.branching.branch#module:unmasked=true); a branch's own O(baseful.branching.branch#module:mask) adds
+        to them and wins column by column. The rules are those of that option.
+      - Changing them on an existing database changes what later copies get; branches that exist keep what their
+        data has had. Omitted, the rules are left as they are; V({}) removes them.
+    type: dict
 seealso:
   - module: baseful.branching.branch
   - module: baseful.branching.branch_info
@@ -165,6 +173,9 @@ database:
         image:
           description: The endpoint's image.
           type: str
+    mask:
+      description: The masking rules its new branches get, column to rule name (an C(sql:) rule shows as V(sql)).
+      type: dict
   sample: {name: inventory, image: "postgres:17", pg_major: 17, user: postgres, default_branch: production,
            branches: [production], endpoint: {host: 127.0.0.1, port: 54321, status: running,
            url: "postgresql://postgres:...@127.0.0.1:54321/inventory"}}
@@ -196,6 +207,7 @@ ARGUMENT_SPEC = shared_argument_spec(
     endpoint=dict(type="bool", default=True),
     endpoint_port=dict(type="int"),
     endpoint_image=dict(type="str", default=DEFAULT_ENDPOINT_IMAGE, fallback=(env_fallback, ["BASEFUL_ENDPOINT_IMAGE"])),
+    mask=dict(type="dict"),
 )
 
 
@@ -207,7 +219,7 @@ def main():
     p = module.params
     endpoint = EndpointRequest(p["endpoint"], p["endpoint_port"], p["endpoint_image"])
     run(module, lambda service: service.apply_database(p["name"], p["state"], p["image"], p["user"], p["password"],
-                                                       p["source_url"], endpoint))
+                                                       p["source_url"], endpoint, p["mask"]))
 
 
 if __name__ == "__main__":

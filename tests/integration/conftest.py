@@ -185,6 +185,13 @@ def loop_filesystem(mount: Path, size: str, mkfs: List[str], client, containers_
         image.unlink()
 
 
+@pytest.fixture
+def on_xfs(workdir, placement, docker_client) -> Ansible:
+    """The test's Ansible with its data_root on a reflink-capable XFS filesystem in a loop file, removed after it."""
+    with loop_filesystem(workdir / "xfs", "3G", XFS_WITH_REFLINKS, docker_client, str(workdir)) as mount:
+        yield Ansible(workdir, dict(placement, data_root=str(mount)))
+
+
 def _remove_containers_under(client, root: str) -> None:
     """Removes the containers whose data or secrets come from this test's directory, whatever
     state the test left them in."""

@@ -9,22 +9,10 @@ import time
 
 import pytest
 
-from conftest import BTRFS, XFS_WITH_REFLINKS, Ansible, loop_filesystem, query
+from conftest import BTRFS, Ansible, loop_filesystem, query
 
 CHECKSUM = "SELECT count(*), sum(stock_quantity), md5(string_agg(product_id::text || ':' || stock_quantity, ',' " \
            "ORDER BY product_id)) FROM stock"
-
-
-@pytest.fixture
-def xfs_root(workdir, docker_client):
-    """A reflink-capable XFS filesystem in a loop file, mounted for the test and removed after it."""
-    with loop_filesystem(workdir / "xfs", "3G", XFS_WITH_REFLINKS, docker_client, str(workdir)) as mount:
-        yield mount
-
-
-@pytest.fixture
-def on_xfs(workdir, placement, xfs_root) -> Ansible:
-    return Ansible(workdir, dict(placement, data_root=str(xfs_root)))
 
 
 @pytest.fixture

@@ -8,16 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import XFS_WITH_REFLINKS, Ansible, connect, loop_filesystem, query
+from conftest import connect, query
 
 CHECKSUM = "SELECT count(*), sum(stock_quantity), md5(string_agg(product_id::text || ':' || stock_quantity, ',' " \
            "ORDER BY product_id)) FROM stock"
-
-
-@pytest.fixture
-def on_xfs(workdir, placement, docker_client) -> Ansible:
-    with loop_filesystem(workdir / "xfs", "2G", XFS_WITH_REFLINKS, docker_client, str(workdir)) as mount:
-        yield Ansible(workdir, dict(placement, data_root=str(mount)))
 
 
 def image_config(client, image: str) -> dict:

@@ -7,6 +7,8 @@ from dataclasses import replace
 import pytest
 
 from ansible_collections.baseful.branching.plugins.module_utils.errors import InputError
+from ansible_collections.baseful.branching.plugins.module_utils.masking import decode as decode_rules
+from ansible_collections.baseful.branching.plugins.module_utils.masking import rule_names
 from ansible_collections.baseful.branching.plugins.module_utils.migrations import decode
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     CREATING,
@@ -50,7 +52,8 @@ def view(rec: BranchRecord, status: str | None = None, **changes) -> dict:
     result = {"name": rec.name, "status": status or rec.status, "is_default": rec.is_default,
               "protected": rec.protected, "port": rec.port, "parent": rec.parent, "copy_mode": rec.copy_mode,
               "copy_method": rec.copy_method, "ttl": rec.ttl_seconds,
-              "migrations": [entry.file for entry in decode(rec.migrations)]}
+              "migrations": [entry.file for entry in decode(rec.migrations)], "masked": bool(rec.mask),
+              "mask": rule_names(decode_rules(rec.mask))}
     result.update(changes)
     return result
 

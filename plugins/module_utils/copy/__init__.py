@@ -45,6 +45,9 @@ class CopyJob:
     password_file: str
     source: Endpoint
     target: Endpoint
+    # The target is a sealed server (ContainerSpec.sealed), reached through the socket it keeps in its data directory,
+    # which the copy worker mounts at TARGET_IN_WORKER.
+    target_mounted: bool = False
 
 
 @dataclass

@@ -114,7 +114,8 @@ class DumpCopy:
         script, env, stages = dump_script(job)
         if stages:
             code, stdout, stderr = runtime.run_worker(job.image, job.database, job.branch, script, env,
-                                                      job.password_file)
+                                                      job.password_file,
+                                                      target_dir=job.target.data_dir if job.target_mounted else None)
             try:
                 check_stages(stdout, stages)
             except CopyFailed as error:

@@ -23,6 +23,7 @@ LABEL_STATE_DIR = "baseful.state_dir"
 SECRET_IN_CONTAINER = "/run/secrets/baseful-password"
 TARGET_IN_WORKER = "/target"
 BRANCH_ROLE, WORKER_ROLE, PROBE_ROLE, ENDPOINT_ROLE = "branch", "worker", "probe", "endpoint"
+SEALED_ROLE = "sealed"  # a branch's server while it is masked: no network, no published port (ContainerSpec.sealed)
 ENDPOINT_UID = 999  # the endpoint runs as the uid that owns the secrets (secret.py), never as root
 
 
@@ -67,6 +68,10 @@ class ContainerSpec:
     dbname: str
     network: str
     environment: Dict[str, str] = field(default_factory=dict)
+    # Sealed: the server is made ready for its first clients (masked) where none can reach it: no network but its
+    # own loopback, no published port, sockets only in its container and in its data directory (where a copy
+    # worker that mounts it restores into it), and nothing of the session's work written to a log.
+    sealed: bool = False
 
 
 @dataclass
@@ -132,6 +137,10 @@ class Runtime(Protocol):
 
     def checkpoint(self, name_or_id: str, user: str) -> None: ...
 
+    def reset_wal(self, image: str, data_dir: str, database: str, branch: str) -> None:
+        """pg_resetwal on a cleanly stopped server's data directory: every WAL segment (recycled ones too) replaced
+        by one new, empty segment."""
+
     def set_password(self, name_or_id: str, user: str, verifier: str) -> bool: ...
 
     def paused(self, name_or_id: str) -> AbstractContextManager: ...  # yields a Pause, measured on exit
@@ -141,6 +150,13 @@ class Runtime(Protocol):
         whether it committed, and what psql said."""
 
     def query_json(self, name_or_id: str, user: str, dbname: str, sql: str): ...
+
+    def run_script(self, name_or_id: str, user: str, dbname: str, sql: str) -> Tuple[bool, str]:
+        """A psql script, each statement in its own transaction unless it says otherwise; whether it ran to its end,
+        and what psql said."""
+
+    def explain(self, name_or_id: str, user: str, dbname: str, statement: str) -> Tuple[bool, str]:
+        """EXPLAIN `statement` (one statement) in a read-only session: whether the server took it, and what it said."""
 
     def dump_schema(self, name_or_id: str, user: str, dbname: str) -> str: ...
 

@@ -26,6 +26,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.runtime import (
     LABEL_STATE_DIR,
     MANAGED_BY,
     PROBE_ROLE,
+    SEALED_ROLE,
     SECRET_IN_CONTAINER,
     TARGET_IN_WORKER,
     WORKER_ROLE,
@@ -47,6 +48,9 @@ except ImportError:  # HAS_DOCKER says so; the module reports missing_required_l
 
 PGDATA = "/var/lib/postgresql/data"  # the official image's through 17, and where an image names none
 READY_TIMEOUT_SECONDS = 120
+SEALED_SETTINGS = ("listen_addresses=127.0.0.1", "logging_collector=off", "log_statement=none",
+                   "log_min_duration_statement=-1", "log_min_error_statement=panic", "archive_mode=off",
+                   "wal_level=minimal", "max_wal_senders=0", "full_page_writes=off")
 # About a second of polls every 20 ms, in one exec; wait_ready repeats it until its deadline.
 READY_POLL = ('for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 -U "$1" -d "$2" && exit 0; '
               'sleep 0.02; done; exit 1')
@@ -103,30 +107,47 @@ class DockerRuntime(PoolerContainers, SqlFiles):
     def postgres_major(self, image: str) -> int:
         """The PostgreSQL major version the image runs; refuses an image without PostgreSQL."""
         self.ensure_image(image)
-        probe = None
         try:
-            # create/start/remove rather than run(remove=True): that leaves the container behind
-            # when it cannot start, which is exactly the case of an image without PostgreSQL.
-            probe = self.client.containers.create(image, ["postgres", "--version"], entrypoint=[],
-                                                  network_mode="none", mounts=self._volume_covers(image, []),
-                                                  labels={MANAGED_BY: "baseful", LABEL_ROLE: PROBE_ROLE, **self.scope})
-            probe.start()
-            exit_code = probe.wait(timeout=60).get("StatusCode")
-            output = probe.logs(stdout=True, stderr=True)
+            exit_code, output = self._run_once(image, ["postgres", "--version"], PROBE_ROLE)
             if exit_code != 0:
                 raise InputError("image", f"{image!r} has no PostgreSQL server: 'postgres --version' exited "
                                  f"{exit_code} ({output[-200:].decode(errors='replace').strip()})")
         except (APIError, DockerException) as error:
             raise InputError("image", f"{image!r} has no PostgreSQL server: 'postgres --version' failed "
                              f"({explain(error)})") from error
-        finally:
-            if probe is not None:
-                probe.remove(force=True, v=True)
         match = re.search(rb"\(PostgreSQL\) (\d+)", output)
         if not match:
             raise InputError("image", f"{image!r} has no PostgreSQL server: 'postgres --version' said "
                              f"{output[:80]!r}")
         return int(match.group(1))
+
+    def _run_once(self, image: str, command: List[str], role: str, mounts: Optional[List] = None, user: str = "",
+                  labels: Optional[Dict[str, str]] = None) -> Tuple[int, bytes]:
+        """`command` in a container of `image` without network, to its end: its exit status and output.
+        create/start/remove rather than run(remove=True): that leaves the container behind when it cannot start,
+        which is exactly the case of an image without PostgreSQL."""
+        mounts = mounts or []
+        container = None
+        try:
+            container = self.client.containers.create(
+                image, command, entrypoint=[], network_mode="none", user=user or None,
+                mounts=mounts + self._volume_covers(image, mounts),
+                labels={MANAGED_BY: "baseful", LABEL_ROLE: role, **(labels or {}), **self.scope})
+            container.start()
+            exit_code = container.wait(timeout=600).get("StatusCode")
+            return exit_code, container.logs(stdout=True, stderr=True)
+        finally:
+            if container is not None:
+                container.remove(force=True, v=True)
+
+    def reset_wal(self, image: str, data_dir: str, database: str, branch: str) -> None:
+        pgdata = self.image_layout(image)[0]
+        exit_code, output = self._run_once(image, ["pg_resetwal", "-D", pgdata], WORKER_ROLE,
+                                           [Mount(pgdata, data_dir, type="bind")], user="postgres",
+                                           labels={LABEL_DATABASE: database, LABEL_BRANCH: branch})
+        if exit_code != 0:
+            raise BranchingError(f"pg_resetwal on {data_dir} exited {exit_code}: "
+                                 f"{output[-300:].decode(errors='replace').strip()}")
 
     # networks
 
@@ -162,22 +183,29 @@ class DockerRuntime(PoolerContainers, SqlFiles):
 
     def create_container(self, spec: ContainerSpec, start: bool = True) -> str:
         labels = {MANAGED_BY: "baseful", LABEL_DATABASE: spec.database, LABEL_BRANCH: spec.branch,
-                  LABEL_ROLE: BRANCH_ROLE, **self.scope}
+                  LABEL_ROLE: SEALED_ROLE if spec.sealed else BRANCH_ROLE, **self.scope}
         pgdata = self.image_layout(spec.image)[0]
         environment = dict(spec.environment, POSTGRES_USER=spec.user, POSTGRES_DB=spec.dbname,
                            POSTGRES_PASSWORD_FILE=SECRET_IN_CONTAINER, PGDATA=pgdata)
         mounts = [Mount(pgdata, spec.data_dir, type="bind"),
                   Mount(SECRET_IN_CONTAINER, spec.password_file, type="bind", read_only=True)]
+        if spec.sealed:
+            # TCP on the container's own loopback only (readiness is polled there); no restart policy, so a daemon
+            # restart never brings a half-masked server back; the copy's configuration may not log what masking
+            # sends, nor archive or stream the WAL that held the originals, which is replaced once it is done.
+            placement = dict(network_mode="none", command=["postgres"] + [
+                part for setting in SEALED_SETTINGS + (f"unix_socket_directories=/var/run/postgresql,{pgdata}",)
+                for part in ("-c", setting)])
+        else:
+            placement = dict(ports={"5432/tcp": (spec.bind_address, spec.port)}, network=spec.network,
+                             restart_policy={"Name": "unless-stopped"})
         self.remove(spec.name)  # a leftover of a run that died between create and record
         container = None
         try:
             container = self.client.containers.create(
                 spec.image, name=spec.name, labels=labels, environment=environment,
-                ports={"5432/tcp": (spec.bind_address, spec.port)},
-                mounts=mounts + self._volume_covers(spec.image, mounts),
-                network=spec.network, restart_policy={"Name": "unless-stopped"},
-                stop_signal="SIGINT", shm_size="256m", detach=True,
-            )
+                mounts=mounts + self._volume_covers(spec.image, mounts), stop_signal="SIGINT", shm_size="256m",
+                detach=True, **placement)
             if start:
                 container.start()
         except APIError as error:

@@ -30,6 +30,15 @@ RUN_FILES = PASSWORD + '''exec psql -X -q --echo-errors -v ON_ERROR_STOP=1 --sin
 QUERY = PASSWORD + '''printf '%s\\n' "$BASEFUL_SQL" | exec psql -X -q -At -v ON_ERROR_STOP=1 -U "$BASEFUL_USER" \\
   -d "$BASEFUL_DB" -c 'SET default_transaction_read_only = on' -f -
 '''
+# A script, statement by statement (VACUUM runs in none), stopped at the first error.
+RUN_SCRIPT = PASSWORD + '''printf '%s\\n' "$BASEFUL_SQL" | exec psql -X -q -v ON_ERROR_STOP=1 -U "$BASEFUL_USER" \\
+  -d "$BASEFUL_DB" -f - >/dev/null
+'''
+# One statement planned, not run, in a read-only session that waits at most 5 s for a lock (a source keeps serving):
+# -c sends it as it is, without psql's own commands; an sql rule's expression holds no ';' (masking.parse_rule).
+EXPLAIN = PASSWORD + '''exec psql -X -q -v ON_ERROR_STOP=1 -U "$BASEFUL_USER" -d "$BASEFUL_DB" \\
+  -c 'SET default_transaction_read_only = on' -c 'SET lock_timeout = 5000' -c "EXPLAIN (COSTS OFF) $BASEFUL_SQL" >/dev/null
+'''
 DUMP_SCHEMA = PASSWORD + '''exec pg_dump --schema-only --exclude-schema=baseful -U "$BASEFUL_USER" -d "$BASEFUL_DB"
 '''
 
@@ -58,6 +67,19 @@ class SqlFiles:
     def query_json(self, name_or_id: str, user: str, dbname: str, sql: str):
         """The JSON document the one row of a read-only query `sql` holds."""
         return json.loads(self._client_tool(name_or_id, QUERY, user, dbname, {"BASEFUL_SQL": sql}, "a catalog query"))
+
+    def run_script(self, name_or_id: str, user: str, dbname: str, sql: str) -> Tuple[bool, str]:
+        return self._said(name_or_id, RUN_SCRIPT, user, dbname, sql)
+
+    def explain(self, name_or_id: str, user: str, dbname: str, statement: str) -> Tuple[bool, str]:
+        return self._said(name_or_id, EXPLAIN, user, dbname, statement)
+
+    def _said(self, name_or_id: str, script: str, user: str, dbname: str, sql: str) -> Tuple[bool, str]:
+        result = self.client.containers.get(name_or_id).exec_run(
+            ["sh", "-c", script], user="postgres", demux=True,
+            environment={"BASEFUL_USER": user, "BASEFUL_DB": dbname, "BASEFUL_SQL": sql})
+        stdout, stderr = ((part or b"").decode(errors="replace") for part in result.output)
+        return result.exit_code == 0, (stderr + stdout).strip()
 
     def dump_schema(self, name_or_id: str, user: str, dbname: str) -> str:
         """pg_dump --schema-only of the branch's database."""

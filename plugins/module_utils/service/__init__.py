@@ -24,6 +24,7 @@ from ansible_collections.baseful.branching.plugins.module_utils import plan as P
 from ansible_collections.baseful.branching.plugins.module_utils.copy import check_request
 from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
 from ansible_collections.baseful.branching.plugins.module_utils.locks import LockBusy
+from ansible_collections.baseful.branching.plugins.module_utils.masking import parse_rules
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     READY,
     BranchRecord,
@@ -66,8 +67,14 @@ class Service:
         self.site.close()
 
     def apply_database(self, name: str, state: str, image: str, user: str, password: Optional[str],
-                       source_url: Optional[str], endpoint: P.EndpointRequest = P.DEFAULT_ENDPOINT) -> Outcome:
+                       source_url: Optional[str], endpoint: P.EndpointRequest = P.DEFAULT_ENDPOINT,
+                       mask: Optional[dict] = None) -> Outcome:
+        """`mask`: the masking rules every new branch but production gets (None: leave them as they are)."""
         validate_name("name", name)
+        rules = parse_rules(mask) if mask is not None else None
+        if rules is not None and state == "absent":
+            raise InputError("mask", "mask applies to the branches of a database that stays and state: absent removes "
+                             "it; ask for one")
         validate_role("user", user)
         if state == "present":  # every input is checked, used or not (endpoint: false)
             validate_image(image)
@@ -83,7 +90,7 @@ class Service:
             # Compared only where it decides something: an existing, ready database being applied present.
             differs = state == "present" and password is not None and not adopted and record is not None \
                 and record.status == READY and password != self.branches.views.password(record)
-            request = P.DatabaseRequest(name, state, image, user, password_differs=differs)
+            request = P.DatabaseRequest(name, state, image, user, password_differs=differs, mask=rules)
             return self.databases.apply(request, password, source_url, adopted, endpoint)
 
     def apply_branch(self, request: P.BranchRequest, migrations: Sequence[str] = ()) -> Outcome:
@@ -99,6 +106,12 @@ class Service:
         if migrations and request.state == "absent":
             raise InputError("migrations", "migrations run on a branch that stays and state: absent deletes it; "
                              "ask for one")
+        for parameter, given in (("mask", request.mask is not None), ("unmasked", request.unmasked)):
+            if given and request.state == "absent":
+                raise InputError(parameter, f"{parameter} shapes a copy that stays and state: absent deletes the branch; "
+                                 "ask for one")
+        if request.mask is not None:
+            request = replace(request, mask=parse_rules(request.mask))
         if migrations:
             request = replace(request, migrations=tuple(self.site.storage.migration_files(migrations)))
         adopted = self._adopt(request.database)

@@ -13,6 +13,7 @@ from ansible_collections.baseful.branching.plugins.module_utils import plan as P
 from ansible_collections.baseful.branching.plugins.module_utils.copy import Endpoint
 from ansible_collections.baseful.branching.plugins.module_utils.errors import InputError
 from ansible_collections.baseful.branching.plugins.module_utils.faults import injection_point
+from ansible_collections.baseful.branching.plugins.module_utils.masking import encode as encode_rules
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     CREATING,
     PRODUCTION,
@@ -45,6 +46,16 @@ class DatabaseLifecycle:
                 self.purge(name)
             return Outcome(True, adopted + plan.actions, before, {})
         endpoints = self.executor.endpoints
+        if P.SET_MASK in plan.actions:
+            # Rules for branches made from now on: those that exist keep what their data has had.
+            if not site.check_mode:
+                site.store.set_database_mask(name, encode_rules(request.mask))
+            outcome = self.apply(P.DatabaseRequest(name, request.state, request.image, request.user,
+                                                   request.password_differs), password, source_url, [], endpoint)
+            outcome.changed = True
+            outcome.actions.insert(0, P.SET_MASK)
+            outcome.before["mask"], outcome.after["mask"] = plan.before["mask"], plan.after["mask"]
+            return outcome.after_adoption(adopted)
         if P.CREATE_DATABASE not in plan.actions:
             # The endpoint first: production's run then routes through what it makes or repairs.
             endpoint_before = P.endpoint_diff(record)
@@ -87,7 +98,7 @@ class DatabaseLifecycle:
         self._refuse_a_daemon_blind_to_data_root(request.image)
         site.runtime.ensure_network(site.placement.network)
         record = DatabaseRecord(name, request.image, pg_major, request.user, site.secret_file(name), timestamp(now()),
-                                status=CREATING)
+                                status=CREATING, mask=encode_rules(request.mask or {}))
         # Written before anything else exists: a run that dies from here on leaves a 'creating' record naming
         # every piece it made, and the next apply removes exactly those (and nothing under data_root it did not make).
         write_secret(record.password_file, password or secrets.token_urlsafe(24))

@@ -15,6 +15,8 @@ from ansible_collections.baseful.branching.plugins.module_utils import plan as P
 from ansible_collections.baseful.branching.plugins.module_utils.copy import Endpoint
 from ansible_collections.baseful.branching.plugins.module_utils.errors import InputError
 from ansible_collections.baseful.branching.plugins.module_utils.faults import injection_point
+from ansible_collections.baseful.branching.plugins.module_utils.masking import decode as decode_rules
+from ansible_collections.baseful.branching.plugins.module_utils.masking import encode as encode_rules
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     CREATING,
     DELETING,
@@ -32,6 +34,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.runtime import c
 from ansible_collections.baseful.branching.plugins.module_utils.service.compare import Comparison
 from ansible_collections.baseful.branching.plugins.module_utils.service.endpoints import Endpoints
 from ansible_collections.baseful.branching.plugins.module_utils.service.filler import Filler
+from ansible_collections.baseful.branching.plugins.module_utils.service.masking import Masking
 from ansible_collections.baseful.branching.plugins.module_utils.service.merge import Merge
 from ansible_collections.baseful.branching.plugins.module_utils.service.migrations import Migrations
 from ansible_collections.baseful.branching.plugins.module_utils.service.ports import Ports
@@ -60,6 +63,7 @@ class BranchExecutor:
         self.endpoints = Endpoints(site, self.ports)
         self.views = Views(site, self.endpoints)
         self.migrations = Migrations(site)
+        self.masking = Masking(site)
         self.comparison = Comparison(site)
         self.merge = Merge(site, self)
         self.actions: Dict[str, Callable[[Step], Optional[BranchRecord]]] = {
@@ -82,7 +86,14 @@ class BranchExecutor:
         records = store.branches(database.name)
         names = [b.name for b in records if b.status in (RUNNING, STOPPED)]
         plan = P.plan_branch(request, actual, store.default_branch(database.name), names, [b.name for b in records])
-        P.plan_migrations(plan, request, actual.record, store.branch(database.name, plan.source) if plan.source else None)
+        source = store.branch(database.name, plan.source) if plan.source else None
+        P.plan_migrations(plan, request, actual.record, source)
+        P.plan_masking(plan, request, actual.record, source, decode_rules(database.mask))
+        if plan.mask_now and source is not None and self.site.runtime.status(source.container_id or source.container_name) \
+                == RUNNING:
+            # Before anything is made (check mode too): a stopped source's copy is checked on its sealed server.
+            self.masking.check(database, source.container_id or source.container_name, plan.mask_now,
+                               f"source branch {source.name!r}")
         outcome = Outcome(plan.changed, list(plan.actions), plan.before, plan.after,
                           values={"migrations_applied": [migration.name for migration in plan.migrations]})
         if site.check_mode:
@@ -130,13 +141,14 @@ class BranchExecutor:
         if port != record.port:
             self.ports.check_free(port, exclude=record)
         store.update_branch(database.name, record.name, status=RESETTING, parent=step.plan.source,
-                            copy_mode=mode, copy_method=method.name, port=port)
+                            copy_mode=mode, copy_method=method.name, port=port, mask=encode_rules(step.plan.mask))
         record = store.branch(database.name, record.name)
         injection_point("reset:marked")
         try:
             self.recovery.discard_contents(database.name, record)
             step.copy_result = self.filler.fill(database, record, endpoint, mode, method,
-                                                prepare=self._before_serving(database, endpoint, mode, step.plan))
+                                                prepare=self._before_serving(database, endpoint, mode, step.plan),
+                                                sealed=bool(step.plan.mask_now))
         except BaseException:
             # The branch keeps its record (name, port, lease) as 'resetting': the next apply resets it again.
             self.recovery.discard_contents(database.name, record)
@@ -213,7 +225,7 @@ class BranchExecutor:
             container_name=container_name(database.name, name), data_dir=data_dir, created_at=timestamp(moment),
             parent=parent or ("external" if source is not None and not source.managed else None),
             copy_mode=mode if source is not None else None, copy_method=method.name if method else None,
-            ttl_seconds=ttl, expires_at=lease_end(ttl, moment),
+            ttl_seconds=ttl, expires_at=lease_end(ttl, moment), mask=encode_rules(plan.mask) if plan else None,
         )
         if port:
             self.ports.check_free(port, exclude=None)
@@ -221,7 +233,8 @@ class BranchExecutor:
         try:
             injection_point("create:reserved")
             result = self.filler.fill(database, record, source, mode, method, movable_port=not port,
-                                      prepare=self._before_serving(database, source, mode, plan))
+                                      prepare=self._before_serving(database, source, mode, plan),
+                                      sealed=bool(plan and plan.mask_now))
         except BaseException:
             self.recovery.discard(database.name, name, site.store.branch(database.name, name) or record)
             raise
@@ -233,13 +246,16 @@ class BranchExecutor:
                         plan: Optional[P.Plan]) -> Callable[[BranchRecord], None]:
         """What a new or reset server gets before its record says it serves: the database's verifier where it was
         initialised anew (no source, an external one, or copy: empty, which copies no roles; every copy of a
-        managed branch brings it along), then its migrations, recorded after what its source had."""
+        managed branch brings it along), then its masking (on its sealed server), then its migrations, recorded after
+        what its source had."""
         def prepare(record: BranchRecord) -> None:
             if source is None or not source.managed or mode == "empty":
                 self.endpoints.give_verifier(database, record.container_id or record.container_name)
             if plan is not None:
                 then = (f"the branch stays {RESETTING} and the next apply resets it again" if P.RESET in plan.actions
                         else "the branch was not made")
+                if plan.mask_now:
+                    self.masking.apply(database, record, plan.mask_now, then)
                 self.migrations.run(database, record, plan.migrations, plan.migrations_had, then)
         return prepare
 

@@ -20,7 +20,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.model import (
     DatabaseRecord,
     connection_host,
 )
-from ansible_collections.baseful.branching.plugins.module_utils.runtime import ContainerSpec, copy_slot
+from ansible_collections.baseful.branching.plugins.module_utils.runtime import TARGET_IN_WORKER, ContainerSpec, copy_slot
 from ansible_collections.baseful.branching.plugins.module_utils.service.ports import Ports
 
 NO_SPACE = "No space left on device"  # strerror(ENOSPC), as cp, pg_basebackup, PostgreSQL and Python report it
@@ -55,12 +55,13 @@ class Filler:
 
     def fill(self, database: DatabaseRecord, record: BranchRecord, source: Optional[Endpoint], mode: str,
              method, movable_port: bool = False,
-             prepare: Optional[Callable[[BranchRecord], None]] = None) -> Optional[dict]:
+             prepare: Optional[Callable[[BranchRecord], None]] = None, sealed: bool = False) -> Optional[dict]:
         """Data directory, copy and container in the order the method needs; then the record says 'running'.
         Snapshot and physical fill the data directory before the server starts (it then recovers);
         dump restores into a freshly initialised, running server. Returns the copy's result, if one ran.
         movable_port: the port was chosen here, not asked for, so another may take its place (_serve).
-        prepare: work on the ready server (its record as it is then) before the record says it serves."""
+        prepare: work on the ready server (its record as it is then) before the record says it serves.
+        sealed: that server is a sealed one (_sealed), which only then gives way to the one that serves."""
         site = self.site
         started = time.monotonic()
         free_before = site.storage.free_bytes(site.placement.data_root)
@@ -72,14 +73,19 @@ class Filler:
             if method is not None and method.fills_data_dir:
                 result = self._run(method, self._job(database, record, source, mode))
                 injection_point("fill:copied")
-            container_id, record = self._serve(database, record, movable_port)
+            if sealed:
+                container_id = self._sealed(database, record)
+            else:
+                container_id, record = self._serve(database, record, movable_port)
             injection_point("fill:container")
             site.runtime.wait_ready(container_id, database.user, database.name)
             if method is not None and not method.fills_data_dir:
-                result = self._run(method, self._job(database, record, source, mode))
+                result = self._run(method, self._job(database, record, source, mode, sealed))
             injection_point("fill:ready")
             if prepare is not None:
                 prepare(site.store.branch(database.name, record.name))
+            if sealed:
+                container_id, record = self._unseal(database, record, container_id, movable_port)
         except (BranchingError, OSError) as error:
             # A server that hits a full disk stops (a PANIC on WAL), and its client only sees the
             # connection drop: the branch's own log says why.
@@ -92,6 +98,28 @@ class Filler:
             result["ready_seconds"] = round(time.monotonic() - started, 3)
         site.store.update_branch(database.name, record.name, status=RUNNING)
         return result
+
+    def _sealed(self, database: DatabaseRecord, record: BranchRecord) -> str:
+        """The branch's server where no client reaches it (ContainerSpec.sealed), recorded as its container."""
+        spec = self.spec(database, record, record.port)
+        spec.sealed = True
+        container_id = self.site.runtime.create_container(spec)
+        self.site.store.update_branch(database.name, record.name, container_id=container_id)
+        return container_id
+
+    def _unseal(self, database: DatabaseRecord, record: BranchRecord, sealed_id: str,
+                movable_port: bool) -> Tuple[str, BranchRecord]:
+        """The sealed server stopped cleanly (its shutdown checkpoint writes every page), its WAL replaced by one
+        empty segment (pg_resetwal: the segments held the original rows, their masking's full pages among them,
+        and recycled ones whatever the source wrote), then the branch's own container, published, in its place."""
+        runtime = self.site.runtime
+        runtime.stop(sealed_id)
+        runtime.reset_wal(database.image, record.data_dir, database.name, record.name)
+        injection_point("fill:unsealed")
+        runtime.remove(sealed_id)
+        container_id, record = self._serve(database, record, movable_port)
+        runtime.wait_ready(container_id, database.user, database.name)
+        return container_id, record
 
     def _serve(self, database: DatabaseRecord, record: BranchRecord, movable_port: bool) -> Tuple[str, BranchRecord]:
         """The branch's container, made and started, and the record as it then is. Another state_dir on this
@@ -110,11 +138,14 @@ class Filler:
             site.store.update_branch(database.name, record.name, container_id=container_id)
             return container_id, record
 
-    def _job(self, database: DatabaseRecord, record: BranchRecord, source: Endpoint, mode: str) -> CopyJob:
+    def _job(self, database: DatabaseRecord, record: BranchRecord, source: Endpoint, mode: str,
+             sealed: bool = False) -> CopyJob:
+        conninfo = f"host={TARGET_IN_WORKER} port=5432 user={database.user}" if sealed \
+            else self.conninfo(database, record.port, dbname=None)
         return CopyJob(database.name, record.name, mode, database.image, database.pg_major, database.user,
                        database.name, database.password_file, source,
-                       Endpoint(conninfo=self.conninfo(database, record.port, dbname=None), data_dir=record.data_dir,
-                                pg_major=database.pg_major))
+                       Endpoint(conninfo=conninfo, data_dir=record.data_dir, pg_major=database.pg_major),
+                       target_mounted=sealed)
 
     def _run(self, method, job: CopyJob) -> dict:
         limited = method.copies_per_source and job.source.managed and job.source.running

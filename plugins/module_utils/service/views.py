@@ -6,6 +6,8 @@ directory's size and, during a copy, where it is."""
 
 from __future__ import annotations
 
+from ansible_collections.baseful.branching.plugins.module_utils.masking import decode as decode_rules
+from ansible_collections.baseful.branching.plugins.module_utils.masking import rule_names
 from ansible_collections.baseful.branching.plugins.module_utils.migrations import decode
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     CREATING,
@@ -35,7 +37,8 @@ class Views:
         return {"name": record.name, "image": record.image, "pg_major": record.pg_major, "user": record.user,
                 "created_at": record.created_at, "default_branch": store.default_branch(record.name),
                 "branches": [b.name for b in store.branches(record.name)],
-                "endpoint": self.endpoints.view(record, self.password(record))}
+                "endpoint": self.endpoints.view(record, self.password(record)),
+                "mask": rule_names(decode_rules(record.mask))}
 
     def endpoint_live(self, record: DatabaseRecord) -> dict:
         """The endpoint as Docker and its configuration have it now, against what the records call for."""
@@ -62,6 +65,7 @@ class Views:
             copy_progress=self.copy_progress(record, apparent) if record.status in (CREATING, RESETTING) and exists else None,
             endpoint_url=self.endpoints.branch_url(database, record.name, self.password(database)),
             migrations=[entry.as_dict() for entry in decode(record.migrations)],
+            masked=bool(record.mask), mask=rule_names(decode_rules(record.mask)),
         ).as_dict()
 
     def copy_progress(self, record: BranchRecord, done: int) -> dict:
