@@ -253,6 +253,7 @@ class BranchRecord:
     expires_at: Optional[str] = None
     migrations: Optional[str] = None  # what it has had, in order (migrations.py: JSON)
     mask: Optional[str] = None  # the masking rules its data has had, its source's among them (masking.py: JSON)
+    filter: Optional[str] = None  # the row filter its copy took (subset.py: JSON)
 
     def expired(self, moment: datetime) -> bool:
         end = parse_timestamp(self.expires_at)
@@ -287,6 +288,7 @@ class BranchView:
     migrations: list = field(default_factory=list)  # what it has had, in order: {file, checksum, applied_at}
     masked: bool = False
     mask: dict = field(default_factory=dict)  # column -> the name of the rule its data has had
+    filter: dict = field(default_factory=dict)  # table -> the condition its copy took rows by
     extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -312,4 +314,5 @@ def diff_view(record: Optional[BranchRecord], status: Optional[str] = None) -> d
         "migrations": [entry["file"] for entry in json.loads(record.migrations or "[]")],
         "masked": bool(record.mask),
         "mask": rule_names(decode_rules(record.mask)),
+        "filter": json.loads(record.filter or "{}"),
     }

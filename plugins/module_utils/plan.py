@@ -37,6 +37,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.model import (
     DatabaseRecord,
     diff_view,
 )
+from ansible_collections.baseful.branching.plugins.module_utils.subset import decode as decode_filter
 
 # Actions, in the order the executor runs them.
 CLEANUP = "cleanup"  # remove what a crashed create/reset/delete left behind
@@ -77,6 +78,7 @@ class BranchRequest:
     migrations: Tuple[MigrationFile, ...] = ()
     mask: Optional[Dict[str, str]] = None  # masking.parse_rules's; None: not asked (a reset keeps the recorded rules)
     unmasked: bool = False  # the database's masking rules do not apply to this branch
+    filter: Optional[Dict[str, str]] = None  # subset.parse_filter's; None: not asked (a reset keeps the recorded one)
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class Plan:
     migrations_had: List[Applied] = field(default_factory=list)  # what the branch has had before they run
     mask: Optional[Dict[str, str]] = None  # the rules a new copy's data will have had (plan_masking), its source's too
     mask_now: Dict[str, str] = field(default_factory=dict)  # those that masking the new copy applies
+    filter: Dict[str, str] = field(default_factory=dict)  # a new copy's row filter (plan_filter)
 
     @property
     def changed(self) -> bool:
@@ -306,6 +309,32 @@ def plan_masking(plan: Plan, request: BranchRequest, record: Optional[BranchReco
     if plan.after:
         plan.after.update(masked=bool(plan.mask), mask=rule_names(plan.mask))
     return plan
+
+
+def plan_filter(plan: Plan, request: BranchRequest, record: Optional[BranchRecord]) -> Plan:
+    """The row filter of a new or reset copy: the request's, or on a reset without one the branch's own. An existing
+    branch keeps the rows it has: another filter needs a new copy (reset)."""
+    if request.state == "absent":
+        return plan
+    had = decode_filter(record.filter) if record is not None else {}
+    if CREATE not in plan.actions and RESET not in plan.actions:
+        if request.filter is not None and request.filter != had:
+            raise InputError("filter", f"branch {request.name!r} exists with {_filter_said(had)}; its rows cannot be "
+                             "filtered otherwise in place: add reset: true to copy it again with this filter")
+        return plan
+    plan.filter = had if RESET in plan.actions and request.filter is None else dict(request.filter or {})
+    mode = plan.after.get("copy_mode") or "all"
+    if plan.filter and mode == "empty":
+        raise InputError("filter", "filter selects the rows a copy takes and copy: empty takes no table; use copy: "
+                         "schema (only the filtered tables' rows) or copy: all")
+    if plan.after:
+        plan.after["filter"] = plan.filter
+    return plan
+
+
+def _filter_said(conditions: Dict[str, str]) -> str:
+    return "filter " + ", ".join(f"{key}: {condition}" for key, condition in conditions.items()) if conditions \
+        else "no filter"
 
 
 def _rules_said(rules: Dict[str, str]) -> str:

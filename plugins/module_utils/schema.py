@@ -94,9 +94,11 @@ MIGRATIONS = (
     """
     ALTER TABLE branches ADD COLUMN migrations TEXT;
     """,
-    # 6: masking rules (masking.py: JSON): those a branch's data has had, and a database's for its new branches.
+    # 6: masking rules (masking.py: JSON): those a branch's data has had, and a database's for its new branches; the
+    # row filter a branch's copy took (subset.py: JSON).
     """
     ALTER TABLE branches ADD COLUMN mask TEXT;
+    ALTER TABLE branches ADD COLUMN filter TEXT;
     ALTER TABLE databases ADD COLUMN mask TEXT;
     """,
 )

@@ -147,6 +147,25 @@ options:
         reset copy. Refused where the source is masked, since a copy of masked data stays masked.
     type: bool
     default: false
+  filter:
+    description:
+      - A subset of the source's rows for a new or reset copy, as C(table) or C(schema.table) (schema C(public) if
+        not named) mapped to an SQL condition over the table's columns (no C(;)), as mirrord's C(copy.tables) filters.
+      - Those tables copy the rows that match; with O(copy=all) every other table copies whole, with O(copy=schema)
+        none (O(copy=empty) takes no table and is refused with it). A table with inheritance children filters its own
+        rows; a partitioned table, the rows of all its partitions.
+      - Foreign keys stay valid. Before they are made, the copy leaves out every row that references a row it does
+        not hold, following the constraints until none is left. A row whose parent was filtered out goes, then the
+        rows that referenced it. RV(copy_result.left_out) says how many rows each constraint left out.
+        Those rows are copied and deleted on the branch before it serves; for values that must never reach a
+        branch, use O(mask).
+      - Served by the V(dump) method, which O(copy_method=auto) picks, from a running source. It is streamed through
+        the copy worker with no temporary file on the host. Every part of the copy reads one snapshot of the source,
+        so the subset is consistent while the source keeps serving.
+      - A table that does not exist, or a condition the source cannot plan, is refused naming O(filter) before
+        anything is made. An existing branch keeps the rows it has; another filter is refused unless O(reset=true).
+        A reset copies with the branch's filter again, or this one where given.
+    type: dict
 seealso:
   - module: baseful.branching.database
   - module: baseful.branching.branch_info
@@ -305,6 +324,9 @@ branch:
         - The rules its data has had, its source's among them, column (C(schema.table.column)) to rule name; an
           C(sql:) rule shows as V(sql).
       type: dict
+    filter:
+      description: The row filter its copy took, table (C(schema.table)) to condition; empty for a whole copy.
+      type: dict
   sample:
     name: my-debug-session
     database: inventory
@@ -337,7 +359,8 @@ copy_result:
     - How the branch was filled, when a copy ran - V(method), V(seconds), V(bytes) (size of the branch's data directory
       after the copy), V(ready_seconds) (from the start of the copy to a server
       that accepts connections), and for V(snapshot) V(source_pause_ms), how long a running source was frozen (null
-      when the source was stopped).
+      when the source was stopped); for a filtered copy (O(filter)) V(left_out), how many rows each foreign key left
+      out, by constraint name.
   returned: when a copy ran
   type: dict
   sample: {method: snapshot, seconds: 0.21, bytes: 40321024, ready_seconds: 0.74, source_pause_ms: 38.5}
@@ -369,6 +392,7 @@ ARGUMENT_SPEC = shared_argument_spec(
     migrations=dict(type="list", elements="path", default=[]),
     mask=dict(type="dict"),
     unmasked=dict(type="bool", default=False),
+    filter=dict(type="dict"),
 )
 
 
@@ -383,7 +407,8 @@ def main():
         return service.apply_branch(BranchRequest(
             database=p["database"], name=p["name"], state=p["state"], source=p["source"], copy_mode=p["copy"],
             copy_method=p["copy_method"], ttl_seconds=parse_ttl(p["ttl"]), port=p["port"],
-            protected=p["protected"], reset=p["reset"], mask=p["mask"], unmasked=p["unmasked"]),
+            protected=p["protected"], reset=p["reset"], mask=p["mask"], unmasked=p["unmasked"],
+            filter=p["filter"]),
             migrations=p["migrations"])
 
     run(module, apply)

@@ -13,7 +13,9 @@ import pytest
 from ansible_collections.baseful.branching.plugins.module_utils.copy import (
     CopyJob,
     Endpoint,
+    Situation,
     _why_not,
+    check_request,
     choose_method,
     method_for,
     method_names,
@@ -97,12 +99,25 @@ def test_refusal_explains_why_the_method_cannot_serve(method, mode, same_major, 
 
 
 def test_why_not_reasons_in_order_of_precedence():
-    # the copy mode is the first reason, then an external source, then the major version
-    assert "needs a logical copy" in _why_not("snapshot", "schema", False, True, False)
-    assert _why_not("snapshot", "all", False, True, False) == "the source is an external server"
-    assert _why_not("physical", "all", False, False, True) == ("source and target run different PostgreSQL "
-                                                               "major versions")
-    assert _why_not("snapshot", "all", True, False, False) == "data_root does not support reflinks, as XFS with reflink=1 and btrfs do"
+    # a filter is the first reason, the copy mode the next, then an external source, then the major version
+    assert _why_not("physical", Situation("all", True, False, True, filtered=True)).startswith(
+        "filter selects rows, which only a logical copy does")
+    assert "needs a logical copy" in _why_not("snapshot", Situation("schema", False, True, False))
+    assert _why_not("snapshot", Situation("all", False, True, False)) == "the source is an external server"
+    assert _why_not("physical", Situation("all", False, False, True)) == ("source and target run different PostgreSQL "
+                                                                          "major versions")
+    assert _why_not("snapshot", Situation("all", True, False, False)) == \
+        "data_root does not support reflinks, as XFS with reflink=1 and btrfs do"
+
+
+def test_a_filtered_copy_is_served_by_dump_alone():
+    assert choose_method("auto", "all", True, False, True, filtered=True) == "dump"
+    assert choose_method("auto", "schema", True, False, True, filtered=True) == "dump"
+    with pytest.raises(InputError, match=r"^copy_method: 'snapshot' cannot serve this copy \(filter selects rows"):
+        choose_method("snapshot", "all", True, False, True, filtered=True)
+    with pytest.raises(InputError, match=r"^copy_method: 'physical' cannot serve this copy \(filter selects rows"):
+        check_request(None, "physical", filtered=True)
+    check_request(None, "dump", filtered=True)
 
 
 def test_unknown_method_is_refused():

@@ -241,7 +241,7 @@ def test_diff_view_is_secret_free_and_takes_the_live_status():
     view = diff_view(_record(ttl_seconds=60), "stopped")
     assert view == {"name": "feature", "status": "stopped", "is_default": False, "protected": False, "port": 54321,
                     "parent": None, "copy_mode": None, "copy_method": None, "ttl": 60, "migrations": [],
-                    "masked": False, "mask": {}}
+                    "masked": False, "mask": {}, "filter": {}}
     assert diff_view(_record())["status"] == "running"
 
 

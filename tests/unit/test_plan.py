@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -53,7 +54,7 @@ def view(rec: BranchRecord, status: str | None = None, **changes) -> dict:
               "protected": rec.protected, "port": rec.port, "parent": rec.parent, "copy_mode": rec.copy_mode,
               "copy_method": rec.copy_method, "ttl": rec.ttl_seconds,
               "migrations": [entry.file for entry in decode(rec.migrations)], "masked": bool(rec.mask),
-              "mask": rule_names(decode_rules(rec.mask))}
+              "mask": rule_names(decode_rules(rec.mask)), "filter": json.loads(rec.filter or "{}")}
     result.update(changes)
     return result
 

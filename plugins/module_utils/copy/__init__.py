@@ -48,6 +48,7 @@ class CopyJob:
     # The target is a sealed server (ContainerSpec.sealed), reached through the socket it keeps in its data directory,
     # which the copy worker mounts at TARGET_IN_WORKER.
     target_mounted: bool = False
+    subset: Optional[object] = None  # subset.Subset: a filtered copy (dump only)
 
 
 @dataclass
@@ -69,6 +70,7 @@ class Situation:
     same_major: bool
     external_source: bool
     copy_on_write: bool
+    filtered: bool = False  # rows selected by `filter`: only a logical copy can
 
 
 def methods() -> tuple:
@@ -93,27 +95,32 @@ def _serving(situation: Situation) -> List[str]:
     return [method.name for method in methods() if method.serves(situation)]
 
 
-def check_request(mode: Optional[str], requested: Optional[str]) -> None:
+def check_request(mode: Optional[str], requested: Optional[str], filtered: bool = False) -> None:
     """Refuses up front, whatever the source, a method that cannot serve the copy mode."""
-    if requested in method_names() and mode is not None and not method_for(requested).serves(Situation(mode, True, False, True)):
-        raise InputError("copy_method", f"{requested!r} cannot serve this copy ({_why_not(requested, mode, True, False, True)}); "
-                         f"use one of: auto, {', '.join(_serving(Situation(mode, True, False, True)))}")
+    best_case = Situation(mode or "all", True, False, True, filtered)
+    if requested in method_names() and (mode is not None or filtered) and not method_for(requested).serves(best_case):
+        raise InputError("copy_method", f"{requested!r} cannot serve this copy ({_why_not(requested, best_case)}); "
+                         f"use one of: auto, {', '.join(_serving(best_case))}")
 
 
 def choose_method(requested: str, mode: str, same_major: bool, external_source: bool,
-                  copy_on_write: bool) -> str:
+                  copy_on_write: bool, filtered: bool = False) -> str:
     """The method that serves the request: `auto` picks the fastest correct one."""
-    candidates = _serving(Situation(mode, same_major, external_source, copy_on_write))
+    situation = Situation(mode, same_major, external_source, copy_on_write, filtered)
+    candidates = _serving(situation)
     if requested == "auto":
         return candidates[0]
     if requested not in candidates:
-        reason = _why_not(requested, mode, same_major, external_source, copy_on_write)
-        raise InputError("copy_method", f"{requested!r} cannot serve this copy ({reason}); use one of: auto, "
-                         f"{', '.join(candidates)}")
+        raise InputError("copy_method", f"{requested!r} cannot serve this copy ({_why_not(requested, situation)}); "
+                         f"use one of: auto, {', '.join(candidates)}")
     return requested
 
 
-def _why_not(method: str, mode: str, same_major: bool, external_source: bool, copy_on_write: bool) -> str:
+def _why_not(method: str, situation: Situation) -> str:
+    mode, same_major, external_source, copy_on_write = (situation.mode, situation.same_major,
+                                                        situation.external_source, situation.copy_on_write)
+    if situation.filtered:
+        return f"filter selects rows, which only a logical copy does; {method} copies whole data directories"
     if mode != "all":
         return f"copy {mode!r} needs a logical copy; {method} copies whole data directories"
     if external_source:

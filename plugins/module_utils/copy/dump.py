@@ -10,6 +10,7 @@ exit status; a missing or non-zero status fails the copy, and stderr never enter
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Dict, Optional, Tuple
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -33,6 +34,51 @@ DATA = """
 { PGPASSWORD="$SRC_PASSWORD" pg_dump --dbname="$SRC" --format=custom $DUMP_ARGS; echo "dump=$?" >>"$rc"; } \
  | { PGPASSWORD="$DST_PASSWORD" pg_restore --dbname="$RESTORE_DB" --exit-on-error $RESTORE_ARGS; \
      echo "restore=$?" >>"$rc"; }
+"""
+# A filtered copy (subset.py) reads the source in several sessions, all on one snapshot that a session held open
+# for the whole copy exports (pg_dump --snapshot, SET TRANSACTION SNAPSHOT): a consistent copy of a source that keeps
+# serving. Sections: pre-data (makes the database and its tables), the data of every table not filtered (copy: all),
+# each filtered table's rows, the orphans' removal (its counts on stdout), then post-data (indexes, constraints).
+SNAPSHOT_OPEN = """
+fifo="$(mktemp -u)"; mkfifo "$fifo"; exec 3<>"$fifo"; rm -f "$fifo"
+snap="$(mktemp)"
+{ PGPASSWORD="$SRC_PASSWORD" psql -X -q -At -v ON_ERROR_STOP=1 --dbname="$SRC" <&3 >"$snap"; \
+  echo "snapshot=$?" >>"$rc"; } &
+holder=$!
+printf 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSELECT pg_export_snapshot();\n' >&3
+for _ in $(seq 1200); do [ -s "$snap" ] && break; kill -0 "$holder" 2>/dev/null || break; sleep 0.05; done
+SNAPSHOT="$(head -n 1 "$snap")"
+"""
+SECTIONS = """
+{ PGPASSWORD="$SRC_PASSWORD" pg_dump --dbname="$SRC" --snapshot="$SNAPSHOT" --format=custom --section=pre-data; \
+  echo "pre_dump=$?" >>"$rc"; } \
+ | { PGPASSWORD="$DST_PASSWORD" pg_restore --dbname="$RESTORE_DB" --exit-on-error $RESTORE_ARGS; \
+     echo "pre_restore=$?" >>"$rc"; }
+if [ "$COPY_MODE" = all ]; then
+  set --
+  i=1; while [ "$i" -le "$EXCLUDED" ]; do eval "pattern=\\$EXCLUDED_$i"; set -- "$@" "--exclude-table-data=$pattern"; \
+    i=$((i + 1)); done
+  { PGPASSWORD="$SRC_PASSWORD" pg_dump --dbname="$SRC" --snapshot="$SNAPSHOT" --format=custom --section=data "$@"; \
+    echo "data_dump=$?" >>"$rc"; } \
+   | { PGPASSWORD="$DST_PASSWORD" pg_restore --dbname="$DST_DB" --exit-on-error; echo "data_restore=$?" >>"$rc"; }
+fi
+i=1
+while [ "$i" -le "$COPIES" ]; do
+  eval "out=\\$COPY_OUT_$i; in=\\$COPY_IN_$i"
+  { PGPASSWORD="$SRC_PASSWORD" psql -X -q -v ON_ERROR_STOP=1 --dbname="$SRC" \
+      -c 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' -c "SET TRANSACTION SNAPSHOT '$SNAPSHOT'" -c "$out" \
+      -c 'COMMIT'; echo "rows_out_$i=$?" >>"$rc"; } \
+   | { PGPASSWORD="$DST_PASSWORD" psql -X -q -v ON_ERROR_STOP=1 --dbname="$DST_DB" -c "$in"; \
+       echo "rows_in_$i=$?" >>"$rc"; }
+  i=$((i + 1))
+done
+printf '%s\n' "$ORPHANS" | PGPASSWORD="$DST_PASSWORD" psql -X -q -At -v ON_ERROR_STOP=1 --dbname="$DST_DB" -f -
+echo "orphans=$?" >>"$rc"
+{ PGPASSWORD="$SRC_PASSWORD" pg_dump --dbname="$SRC" --snapshot="$SNAPSHOT" --format=custom --section=post-data; \
+  echo "post_dump=$?" >>"$rc"; } \
+ | { PGPASSWORD="$DST_PASSWORD" pg_restore --dbname="$DST_DB" --exit-on-error; echo "post_restore=$?" >>"$rc"; }
+printf 'COMMIT;\n\\q\n' >&3
+wait "$holder"; exec 3>&-; rm -f "$snap"
 """
 # Each password reaches only the processes that talk to its server, through their environment:
 # never a command line (visible in ps), and the managed password is never offered to an external
@@ -70,10 +116,35 @@ def dump_script(job: CopyJob) -> (str, Dict[str, str], list):
         # An external server's roles are not ours to copy: objects land owned by our user.
         env.update(RESTORE_DB=f"{target} dbname={job.dbname}", RESTORE_ARGS="--no-owner --no-privileges",
                    SRC_IS_EXTERNAL="1", SRC_PASSWORD=source_password or "")
-    parts.append(DATA)
-    stages += ["dump", "restore"]
+    if job.subset is None:
+        parts.append(DATA)
+        stages += ["dump", "restore"]
+    else:
+        parts += [SNAPSHOT_OPEN, SECTIONS]
+        env.update(_subset_environment(job), DST_DB=f"{target} dbname={job.dbname}", COPY_MODE=job.mode)
+        stages += ["snapshot", "pre_dump", "pre_restore"] + (["data_dump", "data_restore"] if job.mode == "all" else [])
+        stages += [f"rows_{way}_{i}" for i in range(1, len(job.subset.copies) + 1) for way in ("out", "in")]
+        stages += ["orphans", "post_dump", "post_restore"]
     parts.append(EPILOGUE)
     return "".join(parts), env, stages
+
+
+def _subset_environment(job: CopyJob) -> Dict[str, str]:
+    """The filtered copy's statements and patterns, one variable each (never through the script's text)."""
+    subset = job.subset
+    env = {"EXCLUDED": str(len(subset.excluded)), "COPIES": str(len(subset.copies)), "ORPHANS": subset.orphans}
+    env.update({f"EXCLUDED_{i}": pattern for i, pattern in enumerate(subset.excluded, 1)})
+    for i, (out, into) in enumerate(subset.copies, 1):
+        env.update({f"COPY_OUT_{i}": out, f"COPY_IN_{i}": into})
+    return env
+
+
+def left_out(output: str) -> Optional[Dict[str, int]]:
+    """How many rows each foreign key left out of a filtered copy, from the worker's output."""
+    for line in output.splitlines():
+        if line.startswith("left_out="):
+            return json.loads(line[len("left_out="):])
+    return None
 
 
 def split_password(url: str) -> Tuple[str, Optional[str]]:
@@ -123,6 +194,9 @@ class DumpCopy:
                 raise CopyFailed(f"copy of branch {job.branch!r} failed: {error}: {' | '.join(detail)}") from error
             if code != 0:
                 raise CopyFailed(f"copy of branch {job.branch!r} failed: worker exited {code}: {stderr.strip()[-300:]}")
+            if job.subset is not None:
+                return CopyResult(self.name, time.monotonic() - started, storage.size(job.target.data_dir),
+                                  {"left_out": left_out(stdout) or {}})
         return CopyResult(self.name, time.monotonic() - started, storage.size(job.target.data_dir))
 
 

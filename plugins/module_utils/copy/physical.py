@@ -39,7 +39,8 @@ class PhysicalCopy:
 
     @staticmethod
     def serves(situation: Situation) -> bool:
-        return situation.mode == "all" and situation.same_major and not situation.external_source
+        return situation.mode == "all" and situation.same_major and not situation.external_source \
+            and not situation.filtered
 
     def run(self, job: CopyJob, runtime, storage) -> CopyResult:
         started = time.monotonic()

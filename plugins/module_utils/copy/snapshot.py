@@ -28,7 +28,7 @@ class SnapshotCopy:
     @staticmethod
     def serves(situation: Situation) -> bool:
         return situation.mode == "all" and situation.same_major and not situation.external_source \
-            and situation.copy_on_write
+            and not situation.filtered and situation.copy_on_write
 
     def run(self, job: CopyJob, runtime, storage) -> CopyResult:
         started = time.monotonic()

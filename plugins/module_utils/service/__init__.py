@@ -43,6 +43,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.service.database
 from ansible_collections.baseful.branching.plugins.module_utils.service.executor import BranchExecutor
 from ansible_collections.baseful.branching.plugins.module_utils.service.site import Outcome, Placement, Site
 from ansible_collections.baseful.branching.plugins.module_utils.storage import HostStorage
+from ansible_collections.baseful.branching.plugins.module_utils.subset import parse_filter
 
 __all__ = ["Outcome", "Placement", "Service"]
 
@@ -100,13 +101,16 @@ class Service:
         validate_port(request.port, self.site.placement.port_range)
         if request.source is not None:
             validate_name("source", request.source)
-        check_request(request.copy_mode, request.copy_method)
+        if request.filter is not None:
+            request = replace(request, filter=parse_filter(request.filter))
+        check_request(request.copy_mode, request.copy_method, bool(request.filter))
         if request.reset and request.state == "absent":
             raise InputError("reset", "reset: true copies the branch again and state: absent deletes it; ask for one")
         if migrations and request.state == "absent":
             raise InputError("migrations", "migrations run on a branch that stays and state: absent deletes it; "
                              "ask for one")
-        for parameter, given in (("mask", request.mask is not None), ("unmasked", request.unmasked)):
+        for parameter, given in (("mask", request.mask is not None), ("unmasked", request.unmasked),
+                                 ("filter", request.filter is not None)):
             if given and request.state == "absent":
                 raise InputError(parameter, f"{parameter} shapes a copy that stays and state: absent deletes the branch; "
                                  "ask for one")

@@ -40,7 +40,9 @@ from ansible_collections.baseful.branching.plugins.module_utils.service.migratio
 from ansible_collections.baseful.branching.plugins.module_utils.service.ports import Ports
 from ansible_collections.baseful.branching.plugins.module_utils.service.recovery import Recovery
 from ansible_collections.baseful.branching.plugins.module_utils.service.site import Outcome
+from ansible_collections.baseful.branching.plugins.module_utils.service.subsets import Subsets
 from ansible_collections.baseful.branching.plugins.module_utils.service.views import Views
+from ansible_collections.baseful.branching.plugins.module_utils.subset import encode as encode_filter
 
 # Actions after which the branch's server is another process (or none): its pooled connections are not trusted.
 SERVER_REPLACED = {P.RESET, P.RECREATE_CONTAINER, P.START, P.STOP}
@@ -52,6 +54,7 @@ class Step:
     def __init__(self, database: DatabaseRecord, request: P.BranchRequest, plan: P.Plan, record: Optional[BranchRecord]):
         self.database, self.request, self.plan, self.record = database, request, plan, record
         self.copy_result: Optional[dict] = None
+        self.subset = None  # subset.Subset of a filtered copy
 
 
 class BranchExecutor:
@@ -64,6 +67,7 @@ class BranchExecutor:
         self.views = Views(site, self.endpoints)
         self.migrations = Migrations(site)
         self.masking = Masking(site)
+        self.subsets = Subsets(site)
         self.comparison = Comparison(site)
         self.merge = Merge(site, self)
         self.actions: Dict[str, Callable[[Step], Optional[BranchRecord]]] = {
@@ -89,11 +93,8 @@ class BranchExecutor:
         source = store.branch(database.name, plan.source) if plan.source else None
         P.plan_migrations(plan, request, actual.record, source)
         P.plan_masking(plan, request, actual.record, source, decode_rules(database.mask))
-        if plan.mask_now and source is not None and self.site.runtime.status(source.container_id or source.container_name) \
-                == RUNNING:
-            # Before anything is made (check mode too): a stopped source's copy is checked on its sealed server.
-            self.masking.check(database, source.container_id or source.container_name, plan.mask_now,
-                               f"source branch {source.name!r}")
+        P.plan_filter(plan, request, actual.record)
+        subset = self._check_against_source(database, plan, source)
         outcome = Outcome(plan.changed, list(plan.actions), plan.before, plan.after,
                           values={"migrations_applied": [migration.name for migration in plan.migrations]})
         if site.check_mode:
@@ -101,6 +102,7 @@ class BranchExecutor:
                 outcome.values["branch"] = self.views.branch(database, record)
             return outcome
         step = Step(database, request, plan, record)
+        step.subset = subset
         try:
             for action in plan.actions:
                 step.record = self.actions[action](step)
@@ -129,26 +131,28 @@ class BranchExecutor:
         record, step.copy_result = self.create_branch(
             database, request.name, self.filler.source_endpoint(database, source), request.copy_mode or "all",
             request.copy_method or "auto", port=request.port, ttl=request.ttl_seconds or None, is_default=False,
-            protected=bool(request.protected), parent=step.plan.source, plan=step.plan)
+            protected=bool(request.protected), parent=step.plan.source, plan=step.plan, subset=step.subset)
         return record
 
     def reset(self, step: Step) -> BranchRecord:
         database, record, request, store = step.database, step.record, step.request, self.site.store
         endpoint = self.filler.source_endpoint(database, store.branch(database.name, step.plan.source))
         mode = request.copy_mode or record.copy_mode or "all"
-        method = self.filler.method(database, endpoint, mode, request.copy_method or record.copy_method or "auto")
+        method = self.filler.method(database, endpoint, mode, request.copy_method or record.copy_method or "auto",
+                                    filtered=bool(step.plan.filter))
         port = request.port or record.port
         if port != record.port:
             self.ports.check_free(port, exclude=record)
         store.update_branch(database.name, record.name, status=RESETTING, parent=step.plan.source,
-                            copy_mode=mode, copy_method=method.name, port=port, mask=encode_rules(step.plan.mask))
+                            copy_mode=mode, copy_method=method.name, port=port, mask=encode_rules(step.plan.mask),
+                            filter=encode_filter(step.plan.filter))
         record = store.branch(database.name, record.name)
         injection_point("reset:marked")
         try:
             self.recovery.discard_contents(database.name, record)
             step.copy_result = self.filler.fill(database, record, endpoint, mode, method,
                                                 prepare=self._before_serving(database, endpoint, mode, step.plan),
-                                                sealed=bool(step.plan.mask_now))
+                                                sealed=bool(step.plan.mask_now), subset=step.subset)
         except BaseException:
             # The branch keeps its record (name, port, lease) as 'resetting': the next apply resets it again.
             self.recovery.discard_contents(database.name, record)
@@ -206,12 +210,13 @@ class BranchExecutor:
 
     def create_branch(self, database: DatabaseRecord, name: str, source: Optional[Endpoint], mode: str,
                       method_name: str, port: Optional[int], ttl: Optional[int], is_default: bool,
-                      protected: bool, parent: Optional[str] = None,
-                      plan: Optional[P.Plan] = None) -> Tuple[BranchRecord, Optional[dict]]:
+                      protected: bool, parent: Optional[str] = None, plan: Optional[P.Plan] = None,
+                      subset=None) -> Tuple[BranchRecord, Optional[dict]]:
         """A new branch, filled from `source` (None: a fresh server); returns its record and the copy's result.
-        `plan`: the branch's plan, whose migrations run before it serves."""
+        `plan`: the branch's plan, whose masking and migrations run before it serves; `subset`: a filtered copy's."""
         site = self.site
-        method = self.filler.method(database, source, mode, method_name) if source is not None else None
+        method = self.filler.method(database, source, mode, method_name, filtered=bool(plan and plan.filter)) \
+            if source is not None else None
         data_dir = site.placement.data_dir(database.name, name)
         if site.storage.exists(data_dir):
             # No record and no manifest claims it (adoption would have): not ours to replace or remove.
@@ -226,6 +231,7 @@ class BranchExecutor:
             parent=parent or ("external" if source is not None and not source.managed else None),
             copy_mode=mode if source is not None else None, copy_method=method.name if method else None,
             ttl_seconds=ttl, expires_at=lease_end(ttl, moment), mask=encode_rules(plan.mask) if plan else None,
+            filter=encode_filter(plan.filter) if plan else None,
         )
         if port:
             self.ports.check_free(port, exclude=None)
@@ -234,7 +240,7 @@ class BranchExecutor:
             injection_point("create:reserved")
             result = self.filler.fill(database, record, source, mode, method, movable_port=not port,
                                       prepare=self._before_serving(database, source, mode, plan),
-                                      sealed=bool(plan and plan.mask_now))
+                                      sealed=bool(plan and plan.mask_now), subset=subset)
         except BaseException:
             self.recovery.discard(database.name, name, site.store.branch(database.name, name) or record)
             raise
@@ -258,6 +264,22 @@ class BranchExecutor:
                     self.masking.apply(database, record, plan.mask_now, then)
                 self.migrations.run(database, record, plan.migrations, plan.migrations_had, then)
         return prepare
+
+    def _check_against_source(self, database: DatabaseRecord, plan: P.Plan, source: Optional[BranchRecord]):
+        """Masking rules and a filter checked against a running source before anything is made (check mode too; a
+        stopped source's copy has its rules checked on its sealed server; a filtered copy needs a running source).
+        Returns what a filtered copy runs."""
+        if source is None or not (plan.mask_now or plan.filter):
+            return None
+        container = source.container_id or source.container_name
+        if self.site.runtime.status(container) != RUNNING:
+            return None
+        where = f"source branch {source.name!r}"
+        if plan.mask_now:
+            self.masking.check(database, container, plan.mask_now, where)
+        if plan.filter:
+            return self.subsets.prepare(database, container, plan.filter, plan.after.get("copy_mode") or "all", where)
+        return None
 
     def _sync_routes_after_failure(self, database: DatabaseRecord) -> None:
         """The routes follow the records whatever became of the run's actions (a failed create leaves no route to

@@ -41,13 +41,13 @@ class Filler:
                         data_dir=source.data_dir, pg_major=database.pg_major, running=status == RUNNING,
                         branch=source.name)
 
-    def method(self, database: DatabaseRecord, source: Endpoint, mode: str, requested: str):
+    def method(self, database: DatabaseRecord, source: Endpoint, mode: str, requested: str, filtered: bool = False):
         """The method that serves this copy; refuses one that cannot, before anything is made."""
         same_major, external = source.pg_major in (None, database.pg_major), not source.managed
         # The reflink probe writes two temporary files: only worth it where a snapshot could serve.
-        copy_on_write = mode == "all" and same_major and not external \
+        copy_on_write = mode == "all" and same_major and not external and not filtered \
             and self.site.storage.reflink_supported(self.site.placement.data_root)
-        method = method_for(choose_method(requested, mode, same_major, external, copy_on_write))
+        method = method_for(choose_method(requested, mode, same_major, external, copy_on_write, filtered))
         if method.needs_running_source and not source.running:
             raise InputError("source", f"branch {source.branch!r} of database {database.name!r} is stopped; "
                              f"a {method.name} copy reads from a running server: start it first (state: started)")
@@ -55,13 +55,15 @@ class Filler:
 
     def fill(self, database: DatabaseRecord, record: BranchRecord, source: Optional[Endpoint], mode: str,
              method, movable_port: bool = False,
-             prepare: Optional[Callable[[BranchRecord], None]] = None, sealed: bool = False) -> Optional[dict]:
+             prepare: Optional[Callable[[BranchRecord], None]] = None, sealed: bool = False,
+             subset=None) -> Optional[dict]:
         """Data directory, copy and container in the order the method needs; then the record says 'running'.
         Snapshot and physical fill the data directory before the server starts (it then recovers);
         dump restores into a freshly initialised, running server. Returns the copy's result, if one ran.
         movable_port: the port was chosen here, not asked for, so another may take its place (_serve).
         prepare: work on the ready server (its record as it is then) before the record says it serves.
-        sealed: that server is a sealed one (_sealed), which only then gives way to the one that serves."""
+        sealed: that server is a sealed one (_sealed), which only then gives way to the one that serves.
+        subset: a filtered copy's statements (subset.Subset), for the dump method."""
         site = self.site
         started = time.monotonic()
         free_before = site.storage.free_bytes(site.placement.data_root)
@@ -80,7 +82,7 @@ class Filler:
             injection_point("fill:container")
             site.runtime.wait_ready(container_id, database.user, database.name)
             if method is not None and not method.fills_data_dir:
-                result = self._run(method, self._job(database, record, source, mode, sealed))
+                result = self._run(method, self._job(database, record, source, mode, sealed, subset))
             injection_point("fill:ready")
             if prepare is not None:
                 prepare(site.store.branch(database.name, record.name))
@@ -139,13 +141,13 @@ class Filler:
             return container_id, record
 
     def _job(self, database: DatabaseRecord, record: BranchRecord, source: Endpoint, mode: str,
-             sealed: bool = False) -> CopyJob:
+             sealed: bool = False, subset=None) -> CopyJob:
         conninfo = f"host={TARGET_IN_WORKER} port=5432 user={database.user}" if sealed \
             else self.conninfo(database, record.port, dbname=None)
         return CopyJob(database.name, record.name, mode, database.image, database.pg_major, database.user,
                        database.name, database.password_file, source,
                        Endpoint(conninfo=conninfo, data_dir=record.data_dir, pg_major=database.pg_major),
-                       target_mounted=sealed)
+                       target_mounted=sealed, subset=subset)
 
     def _run(self, method, job: CopyJob) -> dict:
         limited = method.copies_per_source and job.source.managed and job.source.running

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ansible_collections.baseful.branching.plugins.module_utils.masking import decode as decode_rules
 from ansible_collections.baseful.branching.plugins.module_utils.masking import rule_names
 from ansible_collections.baseful.branching.plugins.module_utils.migrations import decode
+from ansible_collections.baseful.branching.plugins.module_utils.subset import decode as decode_filter
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     CREATING,
     RESETTING,
@@ -65,7 +66,7 @@ class Views:
             copy_progress=self.copy_progress(record, apparent) if record.status in (CREATING, RESETTING) and exists else None,
             endpoint_url=self.endpoints.branch_url(database, record.name, self.password(database)),
             migrations=[entry.as_dict() for entry in decode(record.migrations)],
-            masked=bool(record.mask), mask=rule_names(decode_rules(record.mask)),
+            masked=bool(record.mask), mask=rule_names(decode_rules(record.mask)), filter=decode_filter(record.filter),
         ).as_dict()
 
     def copy_progress(self, record: BranchRecord, done: int) -> dict:
