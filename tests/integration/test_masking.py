@@ -10,6 +10,8 @@ import os
 import re
 from pathlib import Path
 
+import pytest
+
 from conftest import connect, query, snapshot
 
 # Every original value of a masked column holds this marker, and nothing else in the database does: the data directory
@@ -134,6 +136,19 @@ def test_every_rule_leaves_no_original_byte_with_each_copy_method(on_xfs, dbname
 
     again = on_xfs.run("branch", database=dbname, name="masked-snapshot", mask=RULES)
     assert again["changed"] is False and again["actions"] == [], again.get("msg")
+
+
+@pytest.mark.parametrize("image_fixture, method", [("image15", "physical"), ("image18", "dump"),
+                                                   ("image17_hardened", "physical"), ("image17_hardened", "dump")])
+def test_masking_on_every_major_and_a_hardened_image(request, ansible, dbname, image_fixture, method):
+    """PostgreSQL 15's and 18's images (18 keeps PGDATA elsewhere), and one whose pg_hba asks for passwords."""
+    production = ansible.run("database", name=dbname, image=request.getfixturevalue(image_fixture))["branch"]
+    make_customers(production["url"])
+    made = ansible.run("branch", database=dbname, name="masked", copy_method=method, mask=RULES)
+    assert made["actions"] == ["create"] and made["branch"]["masked"], made.get("msg")
+    assert files_holding(made["branch"]["data_dir"]) == []
+    assert query(made["branch"]["url"], "SELECT count(*) FROM customers c JOIN logins l ON l.token = c.token "
+                                        "WHERE c.email LIKE 'user-%%@example.com'") == [(ROWS,)]
 
 
 def test_copies_and_resets_of_a_masked_branch_stay_masked(on_xfs, dbname, image17):

@@ -91,6 +91,12 @@ TTLS = generated(st.one_of(TEXT.filter(lambda s: not re.fullmatch(r"\s*(\d+\s*[s
 # Not absolute, not there, not readable as SQL files, or not a list of paths.
 MIGRATION_PATHS = [["relative/001.sql"], ["/nonexistent/001.sql"], ["/proc/1/baseful"], ["a\nb"], [""], {"a": 1},
                    ["/dev/null", "/tmp/../dev/null"]]
+# Not a mapping of columns (tables) to rules (conditions), or a rule or condition no column takes.
+MASK_RULES = [{"no_such.col": "hash"}, {"stock": "hash"}, {"t.c": "scramble"}, {"t.c": "keep_prefix:-1"},
+              {"t.c": "sql:1; SELECT 1"}, {"t.c": "sql:"}, "users.email", ["t.c"], {"a.b.c.d": "hash"}, {"t.c": 5},
+              {"t.c": {"rule": "hash"}}, {"a..b": "hash"}, {"t.c\nx": "hash"}, {"stock.product_id": "fake_email"}]
+FILTERS = [{"no_such": "true"}, {"t": ""}, {"t": "true; DROP TABLE t"}, "t", ["t"], {"a.b.c": "true"}, {"t": 5},
+           {"stock": "no_such_column = 1"}]
 MODULES = {
     "database": ({"name": "DB", "image": "IMAGE17"}, {
         "name": names(), "state": not_in(["present", "absent"]),
@@ -103,13 +109,15 @@ MODULES = {
         "endpoint": not_bool(), "endpoint_port": not_int(PORTS[0], PORTS[-1]),
         "endpoint_image": generated(st.one_of(TEXT.filter(lambda s: not re.fullmatch(r"[a-z0-9][a-z0-9._/:@-]*", s)),
                                               NOT_SCALAR), HOSTILE[:12] + ["baseful/no-such-pgbouncer:0"]),
+        # a database's rules are checked where a branch takes them (its tables may come later): these are malformed
+        "mask": [rule for rule in MASK_RULES if rule not in ({"no_such.col": "hash"}, {"stock.product_id": "fake_email"})],
         **PLACEMENT}),
     "branch": ({"database": "DB", "name": "feature"}, {
         "database": names(), "name": names(), "source": names(),
         "state": not_in(["present", "started", "stopped", "absent", "default"]),
         "copy": not_in(["all", "schema", "empty"]), "copy_method": not_in(["auto", "snapshot", "physical", "dump"]),
         "ttl": TTLS, "port": not_int(PORTS[0], PORTS[-1]), "protected": not_bool(), "reset": not_bool(),
-        "migrations": MIGRATION_PATHS, **PLACEMENT}),
+        "migrations": MIGRATION_PATHS, "mask": MASK_RULES, "unmasked": not_bool(), "filter": FILTERS, **PLACEMENT}),
     "branch_info": ({"database": "DB"}, {"database": names(), "name": names(), **PLACEMENT}),
     # The placement options take one code path in every module (common.run): two values each suffice here.
     "branch_diff": ({"database": "DB", "name": "feature"}, {
@@ -133,6 +141,17 @@ CONTRADICTIONS = [
     ("branch", {"database": "DB", "name": "feature", "port": "PRODUCTION_PORT"}, "port"),
     ("branch", {"database": "nonexistent", "name": "feature"}, "database"),
     ("branch", {"database": "DB", "name": "feature", "state": "absent", "migrations": ["/etc"]}, "migrations"),
+    ("branch", {"database": "DB", "name": "feature", "state": "absent", "mask": {"stock.product_id": "hash"}}, "mask"),
+    ("branch", {"database": "DB", "name": "feature", "state": "absent", "filter": {"stock": "true"}}, "filter"),
+    ("branch", {"database": "DB", "name": "production", "mask": {"stock.product_id": "hash"}}, "mask"),
+    ("branch", {"database": "DB", "name": "production", "unmasked": True}, "unmasked"),
+    ("branch", {"database": "DB", "name": "fresh", "filter": {"stock": "true"}, "copy": "empty"}, "filter"),
+    ("branch", {"database": "DB", "name": "fresh", "filter": {"stock": "true"}, "copy_method": "physical"},
+     "copy_method"),
+    ("branch", {"database": "DB", "name": "fresh", "mask": {"stock.product_id": "redact"}}, "mask"),
+    ("branch", {"database": "DB", "name": "fresh", "mask": {"stock.no_such": "hash"}}, "mask"),
+    ("branch", {"database": "DB", "name": "fresh", "filter": {"stock": "no_such_column = 1"}}, "filter"),
+    ("branch", {"database": "DB", "name": "fresh", "filter": {"no_such": "true"}}, "filter"),
     ("branch_diff", {"database": "DB", "name": "production"}, "against"),  # the root branch has no parent
     ("branch_diff", {"database": "DB", "name": "feature", "against": "feature"}, "against"),
     ("branch_diff", {"database": "DB", "name": "feature", "against": "nonexistent"}, "against"),
@@ -146,6 +165,7 @@ CONTRADICTIONS = [
     ("database", {"name": "DB", "image": "IMAGE17", "endpoint_port": "PRODUCTION_PORT"}, "endpoint_port"),
     ("database", {"name": "DB", "image": "IMAGE17", "source_url": "postgresql://u:p@127.0.0.1:1/x", "state": "absent"},
      "source_url"),
+    ("database", {"name": "DB", "image": "IMAGE17", "mask": {"stock.product_id": "hash"}, "state": "absent"}, "mask"),
 ]
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PORT_RANGE, XFS_WITH_REFLINKS, Ansible, connect, loop_filesystem, query
+from conftest import PORT_RANGE, XFS_WITH_REFLINKS, Ansible, connect, loop_filesystem, port_in_use, query
 
 SCALE = 20  # pgbench scale: ~300 MB, so a physical or dump copy is still running when the timer fires
 SOURCE_CHECKSUM = "SELECT count(*), sum(abalance), (SELECT count(*) FROM marker) FROM pgbench_accounts"
@@ -420,5 +420,37 @@ def test_a_file_committed_but_not_recorded_is_never_run_again(site, docker_clien
         [("001_table.sql,002_count.sql,003_more.sql",)]
     assert ansible.run("branch", database=database, name=name, migrations=[str(folder)])["changed"] is False
     assert ansible.run("branch", database=database, name=name, state="absent")["changed"]
+    assert_converged(site, docker_client, {})
+    tally.record("faults", tried=0, held=1)
+
+
+MASK = {"pgbench_accounts.filler": "redact", "marker.note": "hash"}
+
+
+@pytest.mark.parametrize("point", ["mask:checked@1.0", "mask:applied", "fill:unsealed"])
+def test_masking_killed_leaves_no_unmasked_branch_reachable(site, docker_client, tally, point):
+    """Killed while its copy is masked (mid-UPDATE: the psql in the sealed container goes on without its run), after
+    masking, or after the WAL was replaced: the only server of the branch is its sealed one, with no network and no
+    published port, no route of the endpoint leads to it, and the next run makes the branch anew, masked."""
+    name = f"k-{point.split('@')[0].replace(':', '-')}"
+    tally.record("faults", tried=1, held=0)
+    killed_at(site, point, name=name, mask=MASK)
+    assert record_of(site, name) == "creating"
+    containers = containers_of(docker_client, site, name)
+    assert [c.labels["baseful.role"] for c in containers] == ["sealed"], [c.labels for c in containers]
+    sealed = containers[0].attrs["HostConfig"]
+    assert sealed["NetworkMode"] == "none" and not sealed.get("PortBindings"), sealed
+    info = site["ansible"].run("branch_info", database=site["name"])
+    [view] = [b for b in info["branches"] if b["name"] == name]
+    assert view["status"] == "creating" and not port_in_use(view["port"])
+    [endpoint] = info["endpoints"]
+    assert name not in endpoint["routes"].values(), endpoint["routes"]
+
+    again = site["ansible"].run("branch", database=site["name"], name=name, mask=MASK)
+    assert again["actions"] == ["cleanup", "create"], again.get("msg")
+    branch = again["branch"]
+    assert branch["masked"] and query(branch["url"], "SELECT note <> 'source' FROM marker") == [(True,)]
+    assert query(branch["url"], "SELECT count(*) FROM pgbench_accounts WHERE filler <> 'REDACTED'") == [(0,)]
+    assert site["ansible"].run("branch", database=site["name"], name=name, state="absent")["changed"]
     assert_converged(site, docker_client, {})
     tally.record("faults", tried=0, held=1)

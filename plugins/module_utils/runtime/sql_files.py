@@ -95,6 +95,16 @@ class SqlFiles:
         return stdout
 
 
+def psql_error(said: str) -> str:
+    """The first ERROR line of what psql said, without its 'psql:<file>:<line>:' prefix (the lines after it, DETAIL
+    and HINT, are sentences of their own); else its last line."""
+    lines = [line for line in said.splitlines() if line.strip()]
+    for line in lines:
+        if "ERROR:" in line:
+            return " ".join(line[line.index("ERROR:"):].split())[:300]
+    return " ".join(lines[-1].split())[:300] if lines else "psql said nothing"
+
+
 def _archive(directory: str, files: Sequence[Tuple[str, bytes]]) -> bytes:
     """A tar stream of `directory`/<position>/<name> for each file, readable by the server's user."""
     buffer = io.BytesIO()

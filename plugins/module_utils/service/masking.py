@@ -14,6 +14,7 @@ from ansible_collections.baseful.branching.plugins.module_utils import masking
 from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError, InputError
 from ansible_collections.baseful.branching.plugins.module_utils.faults import injection_point
 from ansible_collections.baseful.branching.plugins.module_utils.model import BranchRecord, DatabaseRecord
+from ansible_collections.baseful.branching.plugins.module_utils.runtime.sql_files import psql_error
 from ansible_collections.baseful.branching.plugins.module_utils.secret import read_secret
 
 KEY_BYTES = 32
@@ -55,8 +56,7 @@ class Masking:
             if rule.startswith("sql:"):
                 planned, said = runtime.explain(container, database.user, database.name, masking.trial_update(key, rule))
                 if not planned:
-                    raise InputError("mask", f"rule {rule!r} for {key!r} does not fit {where}: "
-                                     f"{' '.join(said.split())[:300]}")
+                    raise InputError("mask", f"rule {rule!r} for {key!r} does not fit {where}: {psql_error(said)}")
         return catalog, found
 
     def apply(self, database: DatabaseRecord, record: BranchRecord, rules: Dict[str, str], then: str) -> None:
@@ -71,5 +71,5 @@ class Masking:
         if not masked:
             for pad in masking.hmac_pads(key):
                 said = said.replace(pad[3:-8], "********")
-            raise BranchingError(f"mask: masking {where} failed ({' '.join(said.split())[:400]}); {then}")
+            raise BranchingError(f"mask: masking {where} failed ({psql_error(said)}); {then}")
         injection_point("mask:applied")

@@ -11,6 +11,7 @@ from typing import Dict
 from ansible_collections.baseful.branching.plugins.module_utils import subset
 from ansible_collections.baseful.branching.plugins.module_utils.errors import InputError
 from ansible_collections.baseful.branching.plugins.module_utils.model import DatabaseRecord
+from ansible_collections.baseful.branching.plugins.module_utils.runtime.sql_files import psql_error
 
 
 class Subsets:
@@ -28,5 +29,5 @@ class Subsets:
         for key, condition in conditions.items():
             planned, said = runtime.explain(container, database.user, database.name, subset.trial_select(key, condition))
             if not planned:
-                raise InputError("filter", f"the condition for {key!r} does not fit {where}: {' '.join(said.split())[:300]}")
+                raise InputError("filter", f"the condition for {key!r} does not fit {where}: {psql_error(said)}")
         return subset.subset(conditions, catalog, copy_mode)
