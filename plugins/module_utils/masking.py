@@ -11,7 +11,7 @@ A rule maps `[schema.]table.column` (schema `public` unless named) to one of:
     hash            HMAC-SHA-256 of the value under the database's own key, shaped to the type: equal values stay
                     equal across tables and branches of one database (joins still match), and no one without the
                     key (kept in state_dir, never in a branch) can test a guess against it
-    fake_email      user-<10 hex of that HMAC>@example.com: the same address always becomes the same fake one
+    fake_email      user-<16 hex of that HMAC>@example.com: the same address always becomes the same fake one
     fake_name       a first and a last name chosen by that HMAC
     keep_prefix:N   the first N characters, then '*' for each of the others
     sql:<expr>      any SQL expression over the row's columns
@@ -19,10 +19,9 @@ NULL stays NULL under every rule but sql."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 from ansible_collections.baseful.branching.plugins.module_utils.errors import InputError
 
@@ -30,7 +29,7 @@ SIMPLE_RULES = ("null", "redact", "hash", "fake_email", "fake_name")
 RULE_FORMS = "null, redact, hash, fake_email, fake_name, keep_prefix:N or sql:<expression>"
 KEEP_PREFIX_MAX = 10000
 HASH_TYPES = ("int2", "int4", "int8", "uuid", "bytea")
-FAKE_EMAIL_LENGTH = len("user-0123456789@example.com")
+FAKE_EMAIL_LENGTH = len("user-0123456789abcdef@example.com")
 FIRST_NAMES = ("Ada", "Alan", "Barbara", "Carl", "Dana", "Edsger", "Frances", "Grace", "Hedy", "Ivan", "Jean", "Ken",
                "Linus", "Margaret", "Niklaus", "Olga", "Peter", "Radia", "Sophie", "Tim", "Ursula", "Vint", "Wendy",
                "Yukihiro")
@@ -143,46 +142,84 @@ def to_apply(wanted: Dict[str, str], inherited: Dict[str, str]) -> Dict[str, str
 
 
 def catalog_query(columns: List[Column]) -> str:
-    """One read-only query: for each column asked for, what decides whether a rule fits it (None where the table or
-    column does not exist), then every table whose rows the masked tables' UPDATEs reach (inheritance children and
-    partitions), to be rewritten, and every populated materialized view, to be refreshed."""
+    """One read-only query, with the search_path masking runs with (so types come schema-qualified): for each column
+    asked for, what decides whether a rule fits it (None where the table or column does not exist) and the foreign
+    keys it is part of; then the masked tables' family (their inheritance or partition ancestors and descendants):
+    the tables whose rows the UPDATEs reach, to be rewritten, the others, to be analysed again, every oid whose
+    statistics go (indexes too), the triggers and rules that fire even for a replica, and every populated
+    materialized view, to be refreshed."""
     wanted = json.dumps([{"s": c.schema, "t": c.table, "c": c.name} for c in columns])
-    return f"""
+    return f"""SET search_path = pg_catalog, pg_temp;
 WITH wanted AS (SELECT * FROM json_to_recordset({quote_literal(wanted)}::json) AS w(s text, t text, c text)),
 found AS (
-  SELECT w.s, w.t, w.c, r.oid AS relid, r.relkind::text AS relkind, a.attnum, a.attnotnull AS not_null,
-         a.attgenerated::text <> '' AS generated, format_type(a.atttypid, a.atttypmod) AS type_sql,
+  SELECT w.s, w.t, w.c, r.oid AS relid, r.relkind::text AS relkind, a.attnum,
+         a.attnotnull OR coalesce(t.typnotnull, false) AS not_null, a.attgenerated::text <> '' AS generated,
+         a.attidentity::text = 'a' AS identity_always, format_type(a.atttypid, a.atttypmod) AS type_sql,
          coalesce(nullif(b.typname, ''), t.typname) AS base_type,
          coalesce(b.typcategory, t.typcategory)::text AS category,
          coalesce(b.typtype, t.typtype)::text AS typtype,
          CASE WHEN coalesce(b.typname, t.typname) IN ('varchar', 'bpchar') AND coalesce(nullif(t.typtypmod, -1),
               a.atttypmod) > 4 THEN coalesce(nullif(t.typtypmod, -1), a.atttypmod) - 4 END AS max_length,
-         EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = r.oid AND i.indisunique AND i.indnatts = 1
-                 AND i.indkey[0] = a.attnum) AS unique_alone
+         EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = r.oid AND i.indisunique AND a.attnum = ANY (i.indkey))
+           AS in_unique,
+         EXISTS (SELECT 1 FROM pg_partitioned_table p WHERE p.partrelid = r.oid AND a.attnum = ANY (p.partattrs))
+           AS partition_key,
+         (SELECT coalesce(json_agg(json_build_object('name', k.conname, 'pairs', (
+                   SELECT json_agg(json_build_array(
+                     cn.nspname || '.' || c.relname || '.' || ca.attname, pn.nspname || '.' || p.relname || '.' || pa.attname))
+                   FROM unnest(k.conkey, k.confkey) AS u(child, parent)
+                   JOIN pg_attribute ca ON ca.attrelid = k.conrelid AND ca.attnum = u.child
+                   JOIN pg_attribute pa ON pa.attrelid = k.confrelid AND pa.attnum = u.parent))), '[]')
+          FROM pg_constraint k
+          JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
+          JOIN pg_class p ON p.oid = k.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
+          WHERE k.contype = 'f' AND k.conparentid = 0 AND ((k.conrelid = r.oid AND a.attnum = ANY (k.conkey))
+                OR (k.confrelid = r.oid AND a.attnum = ANY (k.confkey)))) AS foreign_keys
   FROM wanted w
   LEFT JOIN pg_namespace n ON n.nspname = w.s
   LEFT JOIN pg_class r ON r.relnamespace = n.oid AND r.relname = w.t
   LEFT JOIN pg_attribute a ON a.attrelid = r.oid AND a.attname = w.c AND a.attnum > 0 AND NOT a.attisdropped
   LEFT JOIN pg_type t ON t.oid = a.atttypid
   LEFT JOIN pg_type b ON t.typtype = 'd' AND b.oid = t.typbasetype),
-reached AS (
+descendants AS (
   WITH RECURSIVE tree AS (SELECT DISTINCT relid FROM found WHERE relid IS NOT NULL
                           UNION SELECT i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.relid)
-  SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name FROM tree
-  JOIN pg_class c ON c.oid = tree.relid JOIN pg_namespace n ON n.oid = c.relnamespace
-  WHERE c.relkind IN ('r', 'm') ORDER BY c.oid)
+  SELECT relid FROM tree),
+ancestors AS (
+  WITH RECURSIVE tree AS (SELECT DISTINCT relid FROM found WHERE relid IS NOT NULL
+                          UNION SELECT i.inhparent FROM pg_inherits i JOIN tree ON i.inhrelid = tree.relid)
+  SELECT relid FROM tree),
+family AS (
+  SELECT c.oid, c.relkind, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name,
+         c.oid IN (SELECT relid FROM descendants) AND c.relkind = 'r' AS rewritten
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.oid IN (SELECT relid FROM descendants UNION SELECT relid FROM ancestors))
 SELECT json_build_object(
   'columns', (SELECT coalesce(json_agg(found ORDER BY s, t, c), '[]') FROM found),
-  'rewrite', (SELECT coalesce(json_agg(name), '[]') FROM reached),
+  'rewrite', (SELECT coalesce(json_agg(name ORDER BY oid), '[]') FROM family WHERE rewritten),
+  'analyze', (SELECT coalesce(json_agg(name ORDER BY oid), '[]') FROM family WHERE NOT rewritten),
+  'statistics_of', (SELECT coalesce(json_agg(oid::bigint), '[]') FROM (SELECT oid FROM family
+                    UNION SELECT indexrelid FROM pg_index WHERE indrelid IN (SELECT oid FROM family)) AS related),
+  'firing', (SELECT coalesce(json_agg(json_build_object(
+               'table', f.name, 'kind', 'TRIGGER', 'name', quote_ident(g.tgname),
+               'mode', CASE g.tgenabled WHEN 'A' THEN 'ALWAYS' ELSE 'REPLICA' END)), '[]')
+             FROM pg_trigger g JOIN family f ON f.oid = g.tgrelid
+             WHERE NOT g.tgisinternal AND g.tgparentid = 0 AND g.tgenabled IN ('A', 'R'))::jsonb ||
+            (SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'table', f.name, 'kind', 'RULE', 'name', quote_ident(w.rulename),
+               'mode', CASE w.ev_enabled WHEN 'A' THEN 'ALWAYS' ELSE 'REPLICA' END)), '[]')
+             FROM pg_rewrite w JOIN family f ON f.oid = w.ev_class
+             WHERE w.rulename <> '_RETURN' AND w.ev_enabled IN ('A', 'R')),
   'refresh', (SELECT coalesce(json_agg(quote_ident(n.nspname) || '.' || quote_ident(c.relname) ORDER BY c.oid), '[]')
               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE c.relkind = 'm' AND c.relispopulated))
 """
 
 
-def check(rules: Dict[str, str], catalog: dict, where: str) -> Dict[str, dict]:
-    """Refuses, naming mask, a column that is not there or a rule that does not fit it; returns each column's
-    catalog entry by key. `where`: the server the catalog is from, for the message."""
+def check(rules: Dict[str, str], catalog: dict, where: str, had: Optional[Dict[str, str]] = None) -> Dict[str, dict]:
+    """Refuses, naming mask, a column that is not there, a rule that does not fit it, or a foreign key whose two
+    sides would no longer match; returns each column's catalog entry by key. `where`: the server the catalog is
+    from, for the message; `had`: the rules the data has had already (a masked source's)."""
     found = {f"{entry['s']}.{entry['t']}.{entry['c']}": entry for entry in catalog["columns"]}
     for key, rule in rules.items():
         entry = found.get(key) or {}
@@ -199,50 +236,74 @@ def check(rules: Dict[str, str], catalog: dict, where: str) -> Dict[str, dict]:
         if reason:
             raise InputError("mask", f"rule {rule!r} does not fit column {key!r} ({entry['type_sql']}) in {where}: "
                              f"{reason}")
+    _check_foreign_keys(rules, found, dict(had or {}, **rules), where)
     return found
+
+
+def _check_foreign_keys(rules: Dict[str, str], found: Dict[str, dict], every: Dict[str, str], where: str) -> None:
+    """Masking runs as a replica, so foreign keys are neither checked nor cascaded: the two sides of a key must be
+    masked alike (a deterministic rule then keeps them matching), or the referencing side set to null."""
+    for key in rules:
+        for constraint in found[key]["foreign_keys"]:
+            for child, parent in constraint["pairs"]:
+                child_rule, parent_rule = every.get(child), every.get(parent)
+                if child_rule == parent_rule or child_rule == "null":
+                    continue
+                raise InputError("mask", f"foreign key {constraint['name']!r} in {where} joins {child!r} to {parent!r}, "
+                                 f"which would no longer match ({child_rule or 'not masked'} against "
+                                 f"{parent_rule or 'not masked'}); give both the same rule (hash keeps them equal)")
 
 
 def misfit(rule: str, column: dict) -> Optional[str]:
     """Why `rule` cannot be applied to `column` (a catalog entry), or None."""
     if column["generated"]:
         return "it is a generated column, computed from others; mask those"
+    if column["identity_always"]:
+        return "it is an identity column GENERATED ALWAYS, which an UPDATE cannot set"
+    if column["partition_key"]:
+        return "it is the table's partition key, which decides where each row lives"
     text = column["category"] == "S"
     base = column["base_type"]
+    repeats = rule in ("redact", "fake_name") or rule.startswith("keep_prefix:")
+    if column["in_unique"] and repeats:
+        return f"it is part of a unique index and {rule.partition(':')[0]} makes equal values of different ones; use hash"
     if rule == "null":
         return "it is NOT NULL; use redact or hash" if column["not_null"] else None
     if rule == "redact":
-        if column["unique_alone"]:
-            return "it is unique on its own and redact writes one value to every row; use hash"
         fits = text or base in REDACTED_BY_TYPE or column["category"] in REDACTED_BY_CATEGORY or column["typtype"] == "e"
         return None if fits else f"redact has no marker for type {base}; use null, hash or sql:<expression>"
     if rule == "hash":
-        return None if text or base in HASH_TYPES else (
-            f"hash makes text, integers, uuid or bytea, not {base}; use redact or sql:<expression>")
+        if not (text or base in HASH_TYPES):
+            return f"hash makes text, integers, uuid or bytea, not {base}; use redact or sql:<expression>"
+        narrow = base in ("int2", "int4") or (column["max_length"] is not None and column["max_length"] < 16)
+        if column["in_unique"] and narrow:
+            return "it is part of a unique index and too narrow for hashes not to collide; use a wider type or sql"
+        return None
     if rule in ("fake_email", "fake_name") or rule.startswith("keep_prefix:"):
         if not text:
             return f"{rule.partition(':')[0]} makes text and the column is {base}"
         if rule == "fake_email" and column["max_length"] is not None and column["max_length"] < FAKE_EMAIL_LENGTH:
             return f"a fake address has {FAKE_EMAIL_LENGTH} characters and the column holds {column['max_length']}"
-        if rule != "fake_name" and column["unique_alone"] and rule.startswith("keep_prefix:"):
-            return "it is unique on its own and keep_prefix makes equal values of different ones; use hash"
     return None
 
 
-def hmac_pads(key: bytes) -> Tuple[str, str]:
-    """HMAC-SHA-256's inner and outer padded keys (RFC 2104) as bytea literals, so the server computes the HMAC with
-    its built-in sha256() (PostgreSQL 11 on), no extension needed."""
-    if len(key) > 64:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(64, b"\x00")
-    inner, outer = (bytes(b ^ pad for b in key) for pad in (0x36, 0x5C))
-    return f"'\\x{inner.hex()}'::bytea", f"'\\x{outer.hex()}'::bytea"
+# Where the sealed server finds the database's key (mounted read-only: service/filler.py). The masking SQL reads it there
+# and derives HMAC-SHA-256's padded keys (RFC 2104) from it with built-in functions only, so no statement, log or error
+# ever holds the key, and no extension is needed.
+KEY_IN_CONTAINER = "/run/secrets/baseful-mask-key"
+KEY_ALIAS = "baseful_mask_key"
+KEY_SOURCE = f"""(SELECT substring(varbit_send(bits # ('x' || repeat('36', 64))::bit(512)) FROM 5) AS inner_pad,
+        substring(varbit_send(bits # ('x' || repeat('5c', 64))::bit(512)) FROM 5) AS outer_pad
+ FROM (SELECT ('x' || rpad(btrim(convert_from(pg_read_binary_file({quote_literal(KEY_IN_CONTAINER)}), 'UTF8')),
+                           128, '0'))::bit(512) AS bits) AS key_bits) AS {KEY_ALIAS}"""
 
 
-def expression(rule: str, column: dict, value: str, pads: Tuple[str, str]) -> str:
-    """The SQL that masks `value` (the column, quoted) under `rule`, of the column's type."""
+def expression(rule: str, column: dict, value: str) -> str:
+    """The SQL that masks `value` (the column, quoted) under `rule`, of the column's type; the key's padded forms are
+    KEY_ALIAS's columns."""
     base, limit = column["base_type"], column["max_length"]
-    inner, outer = pads
-    digest = f"sha256({outer} || sha256({inner} || convert_to({value}::text, 'UTF8')))"
+    digest = (f"sha256({KEY_ALIAS}.outer_pad || sha256({KEY_ALIAS}.inner_pad || "
+              f"convert_to({value}::text, 'UTF8')))")
     hex_digest = f"encode({digest}, 'hex')"
 
     def fitted(text_sql: str) -> str:
@@ -268,7 +329,7 @@ def expression(rule: str, column: dict, value: str, pads: Tuple[str, str]) -> st
         else:
             made = fitted(hex_digest)
     elif rule == "fake_email":
-        made = f"'user-' || left({hex_digest}, 10) || '@example.com'"
+        made = f"'user-' || left({hex_digest}, 16) || '@example.com'"
     elif rule == "fake_name":
         firsts, lasts = (f"(ARRAY[{', '.join(quote_literal(n) for n in names)}])" for names in (FIRST_NAMES, LAST_NAMES))
         made = fitted(f"{firsts}[1 + get_byte({digest}, 0) % {len(FIRST_NAMES)}] || ' ' || "
@@ -281,16 +342,14 @@ def expression(rule: str, column: dict, value: str, pads: Tuple[str, str]) -> st
     return f"CASE WHEN {value} IS NULL THEN NULL ELSE ({made})::{column['type_sql']} END"
 
 
-def updates(rules: Dict[str, str], columns: Dict[str, dict], key: bytes) -> List[str]:
-    """One UPDATE per table, every masked column of it at once. Triggers and rules do not fire (the session runs as a
-    replica: an audit trigger would copy the originals elsewhere), nor do foreign-key checks and cascades."""
-    pads = hmac_pads(key)
+def updates(rules: Dict[str, str], columns: Dict[str, dict]) -> List[str]:
+    """One UPDATE per table, every masked column of it at once, its rows joined to the key's one row."""
     by_table: Dict[str, List[str]] = {}
     for name, rule in rules.items():
         column = column_of(name)
-        value = quote_ident(column.name)
-        by_table.setdefault(column.table_sql, []).append(f"{value} = {expression(rule, columns[name], value, pads)}")
-    return [f"UPDATE {table} SET {', '.join(sets)};" for table, sets in sorted(by_table.items())]
+        value = f"{quote_ident(column.table)}.{quote_ident(column.name)}"
+        by_table.setdefault(column.table_sql, []).append(f"{quote_ident(column.name)} = {expression(rule, columns[name], value)}")
+    return [f"UPDATE {table} SET {', '.join(sets)} FROM {KEY_SOURCE};" for table, sets in sorted(by_table.items())]
 
 
 def trial_update(key: str, rule: str) -> str:
@@ -300,25 +359,44 @@ def trial_update(key: str, rule: str) -> str:
     return f"UPDATE {column.table_sql} SET {quote_ident(column.name)} = ({rule.partition(':')[2]})"
 
 
-# The masking session: as a replica (no user trigger, rule or foreign-key action fires), and nothing of what it sends
-# (the key's pads are in the UPDATEs) reaches a log or pg_stat_statements, whatever the copied configuration says.
-SESSION = """SET session_replication_role = replica;
+# The masking session. As a replica, so user triggers and rules (ENABLE as usual) and foreign-key actions do not fire:
+# an audit trigger would copy the originals elsewhere; those enabled ALWAYS or REPLICA are disabled for the UPDATEs and
+# enabled again as they were. Whatever the copied configuration says: nothing of the session reaches a log or
+# pg_stat_statements, no timeout cuts it short, and only pg_catalog resolves names, so no function of another schema
+# can stand in for a built-in one (and see the key). The copy's prepared transactions are rolled back: they hold
+# locks VACUUM FULL would wait on, and would bring their rows back if committed.
+SESSION = """\\set VERBOSITY sqlstate
+SET session_replication_role = replica;
+SET search_path = pg_catalog, pg_temp;
 SET log_statement = 'none';
 SET log_min_duration_statement = -1;
 SET log_min_error_statement = panic;
+SET log_min_messages = fatal;
 SET pg_stat_statements.track = 'none';
 SET auto_explain.log_min_duration = -1;
+SET statement_timeout = 0;
+SET lock_timeout = '10min';
+SET idle_in_transaction_session_timeout = 0;
+SELECT format('ROLLBACK PREPARED %L', gid) FROM pg_prepared_xacts WHERE database = current_database() \\gexec
 """
 
 
-def script(rules: Dict[str, str], catalog: dict, columns: Dict[str, dict], key: bytes) -> str:
+def script(rules: Dict[str, str], catalog: dict, columns: Dict[str, dict]) -> str:
     """The whole masking, for psql: the UPDATEs in one transaction; then every table they reached rewritten
-    (VACUUM FULL: new files holding only the masked rows, indexes and TOAST rebuilt, the old files unlinked),
-    statistics gathered anew from masked rows and pg_statistic rewritten (ANALYZE's most common values and
-    histograms were originals), materialized views refreshed and their statistics gathered again (they may hold
-    originals too), and a checkpoint."""
-    lines = [SESSION, "BEGIN;", *updates(rules, columns, key), "COMMIT;"]
+    (VACUUM FULL: new files holding only the masked rows, indexes and TOAST rebuilt, the old files unlinked), the
+    statistics of the tables' whole family deleted (ANALYZE alone keeps what it does not gather again, as a column
+    with statistics target 0) and gathered anew from masked rows, pg_statistic rewritten, materialized views
+    refreshed and analysed (they may hold originals too), and a checkpoint."""
+    toggles = [(f"ALTER TABLE {f['table']} DISABLE {f['kind']} {f['name']};",
+                f"ALTER TABLE {f['table']} ENABLE {f['mode']} {f['kind']} {f['name']};") for f in catalog["firing"]]
+    oids = ", ".join(str(oid) for oid in catalog["statistics_of"]) or "0"
+    lines = [SESSION, "BEGIN;", *(off for off, _on in toggles), *updates(rules, columns), *(on for _off, on in toggles),
+             "COMMIT;",
+             f"DELETE FROM pg_statistic WHERE starelid IN ({oids});",
+             f"DELETE FROM pg_statistic_ext_data WHERE stxoid IN (SELECT oid FROM pg_statistic_ext WHERE stxrelid IN "
+             f"({oids}));"]
     lines += [f"VACUUM (FULL, ANALYZE) {table};" for table in catalog["rewrite"]]
+    lines += [f"ANALYZE {table};" for table in catalog["analyze"]]
     lines += [f"REFRESH MATERIALIZED VIEW {view}; ANALYZE {view};" for view in catalog["refresh"]]
-    lines += ["VACUUM FULL pg_catalog.pg_statistic;", "VACUUM FULL pg_catalog.pg_statistic_ext_data;", "CHECKPOINT;"]
+    lines += ["VACUUM FULL pg_statistic;", "VACUUM FULL pg_statistic_ext_data;", "CHECKPOINT;"]
     return "\n".join(lines) + "\n"

@@ -101,6 +101,7 @@ class Plan:
     migrations_had: List[Applied] = field(default_factory=list)  # what the branch has had before they run
     mask: Optional[Dict[str, str]] = None  # the rules a new copy's data will have had (plan_masking), its source's too
     mask_now: Dict[str, str] = field(default_factory=dict)  # those that masking the new copy applies
+    mask_had: Dict[str, str] = field(default_factory=dict)  # those its source's data has had already
     filter: Dict[str, str] = field(default_factory=dict)  # a new copy's row filter (plan_filter)
 
     @property
@@ -305,7 +306,7 @@ def plan_masking(plan: Plan, request: BranchRequest, record: Optional[BranchReco
     else:
         wanted = wanted_rules(defaults, request.mask or {}, request.unmasked)
     plan.mask = dict(sorted(dict(inherited, **wanted).items()))
-    plan.mask_now = to_apply(wanted, inherited)
+    plan.mask_now, plan.mask_had = to_apply(wanted, inherited), inherited
     if plan.after:
         plan.after.update(masked=bool(plan.mask), mask=rule_names(plan.mask))
     return plan

@@ -176,3 +176,22 @@ class HostStorage:
         pid_file = os.path.join(data_dir, "postmaster.pid")
         if os.path.exists(pid_file):
             os.remove(pid_file)
+
+    def remove_file(self, data_dir: str, relative: str) -> None:
+        path = os.path.join(data_dir, relative)
+        if os.path.isfile(path) and not os.path.islink(path):
+            os.remove(path)
+
+    def empty_within(self, data_dir: str, relative_dirs: Sequence[str]) -> None:
+        """Removes the files (never a link's target) under each of `relative_dirs` of a data directory, keeping the
+        directories: a copy's server logs and statistics files, which may quote values it held. A path that leads out
+        of `data_dir` is left alone."""
+        root = os.path.realpath(data_dir)
+        for relative in relative_dirs:
+            directory = os.path.realpath(os.path.join(root, relative))
+            if os.path.isabs(relative) or os.path.commonpath([root, directory]) != root or directory == root:
+                continue
+            for parent, _dirs, names in os.walk(directory):
+                for name in names:
+                    os.remove(os.path.join(parent, name))
+

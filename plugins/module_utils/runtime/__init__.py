@@ -72,6 +72,8 @@ class ContainerSpec:
     # own loopback, no published port, sockets only in its container and in its data directory (where a copy
     # worker that mounts it restores into it), and nothing of the session's work written to a log.
     sealed: bool = False
+    key_file: Optional[str] = None  # a sealed server's masking key (masking.KEY_IN_CONTAINER), mounted read-only
+    pg_major: Optional[int] = None
 
 
 @dataclass
@@ -155,8 +157,10 @@ class Runtime(Protocol):
         """A psql script, each statement in its own transaction unless it says otherwise; whether it ran to its end,
         and what psql said."""
 
-    def explain(self, name_or_id: str, user: str, dbname: str, statement: str) -> Tuple[bool, str]:
-        """EXPLAIN `statement` (one statement) in a read-only session: whether the server took it, and what it said."""
+    def explain(self, name_or_id: str, user: str, dbname: str, statement: str,
+                catalog_only: bool = False) -> Tuple[bool, str]:
+        """EXPLAIN `statement` (one statement) in a read-only session: whether the server took it, and what it said.
+        catalog_only: names resolve in pg_catalog alone, as masking resolves them."""
 
     def dump_schema(self, name_or_id: str, user: str, dbname: str) -> str: ...
 

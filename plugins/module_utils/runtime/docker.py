@@ -17,6 +17,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.errors import (
 )
 from ansible_collections.baseful.branching.plugins.module_utils.faults import injection_point
 from ansible_collections.baseful.branching.plugins.module_utils.locks import host_lock
+from ansible_collections.baseful.branching.plugins.module_utils.masking import KEY_IN_CONTAINER
 from ansible_collections.baseful.branching.plugins.module_utils.model import MISSING, RUNNING, STOPPED
 from ansible_collections.baseful.branching.plugins.module_utils.runtime import (
     BRANCH_ROLE,
@@ -48,9 +49,15 @@ except ImportError:  # HAS_DOCKER says so; the module reports missing_required_l
 
 PGDATA = "/var/lib/postgresql/data"  # the official image's through 17, and where an image names none
 READY_TIMEOUT_SECONDS = 120
+# A sealed server's settings over the copy's own (ContainerSpec.sealed). Placeholders of modules it may not load are
+# taken as they are. Its WAL is replaced once it stops, so it need not survive a crash of the host (full pages).
 SEALED_SETTINGS = ("listen_addresses=127.0.0.1", "logging_collector=off", "log_statement=none",
-                   "log_min_duration_statement=-1", "log_min_error_statement=panic", "archive_mode=off",
-                   "wal_level=minimal", "max_wal_senders=0", "full_page_writes=off")
+                   "log_min_duration_statement=-1", "log_min_duration_sample=-1", "log_transaction_sample_rate=0",
+                   "log_min_error_statement=panic", "log_min_messages=fatal", "debug_print_parse=off",
+                   "debug_print_rewritten=off", "debug_print_plan=off", "archive_mode=off", "full_page_writes=off",
+                   "pg_stat_statements.track=none", "pg_stat_statements.save=off", "auto_explain.log_min_duration=-1",
+                   "pgaudit.log=none")
+SEALED_SETTINGS_FROM = {17: ("summarize_wal=off",)}  # WAL summaries (17 on) are of WAL that is then replaced
 # About a second of polls every 20 ms, in one exec; wait_ready repeats it until its deadline.
 READY_POLL = ('for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 -U "$1" -d "$2" && exit 0; '
               'sleep 0.02; done; exit 1')
@@ -192,10 +199,14 @@ class DockerRuntime(PoolerContainers, SqlFiles):
         if spec.sealed:
             # TCP on the container's own loopback only (readiness is polled there); no restart policy, so a daemon
             # restart never brings a half-masked server back; the copy's configuration may not log what masking
-            # sends, nor archive or stream the WAL that held the originals, which is replaced once it is done.
+            # sends, nor archive the WAL that held the originals, which is replaced once it is done.
+            settings = SEALED_SETTINGS + tuple(setting for major, extra in SEALED_SETTINGS_FROM.items()
+                                               if (spec.pg_major or 0) >= major for setting in extra)
             placement = dict(network_mode="none", command=["postgres"] + [
-                part for setting in SEALED_SETTINGS + (f"unix_socket_directories=/var/run/postgresql,{pgdata}",)
+                part for setting in settings + (f"unix_socket_directories=/var/run/postgresql,{pgdata}",)
                 for part in ("-c", setting)])
+            if spec.key_file:
+                mounts.append(Mount(KEY_IN_CONTAINER, spec.key_file, type="bind", read_only=True))
         else:
             placement = dict(ports={"5432/tcp": (spec.bind_address, spec.port)}, network=spec.network,
                              restart_policy={"Name": "unless-stopped"})

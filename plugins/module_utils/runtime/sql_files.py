@@ -13,7 +13,7 @@ import re
 import secrets
 import tarfile
 import time
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 from ansible_collections.baseful.branching.plugins.module_utils.errors import BranchingError
 from ansible_collections.baseful.branching.plugins.module_utils.runtime import SECRET_IN_CONTAINER
@@ -34,10 +34,12 @@ QUERY = PASSWORD + '''printf '%s\\n' "$BASEFUL_SQL" | exec psql -X -q -At -v ON_
 RUN_SCRIPT = PASSWORD + '''printf '%s\\n' "$BASEFUL_SQL" | exec psql -X -q -v ON_ERROR_STOP=1 -U "$BASEFUL_USER" \\
   -d "$BASEFUL_DB" -f - >/dev/null
 '''
-# One statement planned, not run, in a read-only session that waits at most 5 s for a lock (a source keeps serving):
-# -c sends it as it is, without psql's own commands; an sql rule's expression holds no ';' (masking.parse_rule).
+# One statement planned, not run, in a read-only session that waits at most 5 s for a lock or for planning (a source
+# keeps serving, and planning folds constant expressions): -c sends it as it is, without psql's own commands; an
+# expression holds no ';' (masking.parse_rule, subset.parse_filter).
 EXPLAIN = PASSWORD + '''exec psql -X -q -v ON_ERROR_STOP=1 -U "$BASEFUL_USER" -d "$BASEFUL_DB" \\
-  -c 'SET default_transaction_read_only = on' -c 'SET lock_timeout = 5000' -c "EXPLAIN (COSTS OFF) $BASEFUL_SQL" >/dev/null
+  -c 'SET default_transaction_read_only = on' -c 'SET lock_timeout = 5000' -c 'SET statement_timeout = 5000' \\
+  -c "SET search_path = ${BASEFUL_SEARCH_PATH:-DEFAULT}" -c "EXPLAIN (COSTS OFF) $BASEFUL_SQL" >/dev/null
 '''
 DUMP_SCHEMA = PASSWORD + '''exec pg_dump --schema-only --exclude-schema=baseful -U "$BASEFUL_USER" -d "$BASEFUL_DB"
 '''
@@ -71,13 +73,16 @@ class SqlFiles:
     def run_script(self, name_or_id: str, user: str, dbname: str, sql: str) -> Tuple[bool, str]:
         return self._said(name_or_id, RUN_SCRIPT, user, dbname, sql)
 
-    def explain(self, name_or_id: str, user: str, dbname: str, statement: str) -> Tuple[bool, str]:
-        return self._said(name_or_id, EXPLAIN, user, dbname, statement)
+    def explain(self, name_or_id: str, user: str, dbname: str, statement: str,
+                catalog_only: bool = False) -> Tuple[bool, str]:
+        return self._said(name_or_id, EXPLAIN, user, dbname, statement,
+                          {"BASEFUL_SEARCH_PATH": "pg_catalog, pg_temp"} if catalog_only else {})
 
-    def _said(self, name_or_id: str, script: str, user: str, dbname: str, sql: str) -> Tuple[bool, str]:
+    def _said(self, name_or_id: str, script: str, user: str, dbname: str, sql: str,
+              environment: Optional[dict] = None) -> Tuple[bool, str]:
         result = self.client.containers.get(name_or_id).exec_run(
             ["sh", "-c", script], user="postgres", demux=True,
-            environment={"BASEFUL_USER": user, "BASEFUL_DB": dbname, "BASEFUL_SQL": sql})
+            environment=dict(environment or {}, BASEFUL_USER=user, BASEFUL_DB=dbname, BASEFUL_SQL=sql))
         stdout, stderr = ((part or b"").decode(errors="replace") for part in result.output)
         return result.exit_code == 0, (stderr + stdout).strip()
 

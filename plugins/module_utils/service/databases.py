@@ -147,3 +147,4 @@ class DatabaseLifecycle:
         injection_point("database:data")
         site.store.remove_database(name)
         remove_secret(site.secret_file(name))
+        remove_secret(self.executor.masking.key_file(name))  # a new database of this name gets a key of its own

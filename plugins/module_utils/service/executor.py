@@ -152,7 +152,7 @@ class BranchExecutor:
             self.recovery.discard_contents(database.name, record)
             step.copy_result = self.filler.fill(database, record, endpoint, mode, method,
                                                 prepare=self._before_serving(database, endpoint, mode, step.plan),
-                                                sealed=bool(step.plan.mask_now), subset=step.subset)
+                                                sealed=self._sealed_with(database, step.plan), subset=step.subset)
         except BaseException:
             # The branch keeps its record (name, port, lease) as 'resetting': the next apply resets it again.
             self.recovery.discard_contents(database.name, record)
@@ -240,7 +240,7 @@ class BranchExecutor:
             injection_point("create:reserved")
             result = self.filler.fill(database, record, source, mode, method, movable_port=not port,
                                       prepare=self._before_serving(database, source, mode, plan),
-                                      sealed=bool(plan and plan.mask_now), subset=subset)
+                                      sealed=self._sealed_with(database, plan), subset=subset)
         except BaseException:
             self.recovery.discard(database.name, name, site.store.branch(database.name, name) or record)
             raise
@@ -261,9 +261,13 @@ class BranchExecutor:
                 then = (f"the branch stays {RESETTING} and the next apply resets it again" if P.RESET in plan.actions
                         else "the branch was not made")
                 if plan.mask_now:
-                    self.masking.apply(database, record, plan.mask_now, then)
+                    self.masking.apply(database, record, plan.mask_now, plan.mask_had, then)
                 self.migrations.run(database, record, plan.migrations, plan.migrations_had, then)
         return prepare
+
+    def _sealed_with(self, database: DatabaseRecord, plan: Optional[P.Plan]) -> Optional[str]:
+        """The masking key file a copy that is to be masked is sealed with (made on first use); None: no masking."""
+        return self.masking.key(database.name) if plan is not None and plan.mask_now else None
 
     def _check_against_source(self, database: DatabaseRecord, plan: P.Plan, source: Optional[BranchRecord]):
         """Masking rules and a filter checked against a running source before anything is made (check mode too; a
@@ -276,7 +280,7 @@ class BranchExecutor:
             return None
         where = f"source branch {source.name!r}"
         if plan.mask_now:
-            self.masking.check(database, container, plan.mask_now, where)
+            self.masking.check(database, container, plan.mask_now, where, plan.mask_had)
         if plan.filter:
             return self.subsets.prepare(database, container, plan.filter, plan.after.get("copy_mode") or "all", where)
         return None

@@ -55,14 +55,14 @@ class Filler:
 
     def fill(self, database: DatabaseRecord, record: BranchRecord, source: Optional[Endpoint], mode: str,
              method, movable_port: bool = False,
-             prepare: Optional[Callable[[BranchRecord], None]] = None, sealed: bool = False,
+             prepare: Optional[Callable[[BranchRecord], None]] = None, sealed: Optional[str] = None,
              subset=None) -> Optional[dict]:
         """Data directory, copy and container in the order the method needs; then the record says 'running'.
         Snapshot and physical fill the data directory before the server starts (it then recovers);
         dump restores into a freshly initialised, running server. Returns the copy's result, if one ran.
         movable_port: the port was chosen here, not asked for, so another may take its place (_serve).
         prepare: work on the ready server (its record as it is then) before the record says it serves.
-        sealed: that server is a sealed one (_sealed), which only then gives way to the one that serves.
+        sealed: the masking key file of a sealed server (_sealed), which only then gives way to the one that serves.
         subset: a filtered copy's statements (subset.Subset), for the dump method."""
         site = self.site
         started = time.monotonic()
@@ -76,13 +76,13 @@ class Filler:
                 result = self._run(method, self._job(database, record, source, mode))
                 injection_point("fill:copied")
             if sealed:
-                container_id = self._sealed(database, record)
+                container_id = self._sealed(database, record, sealed)
             else:
                 container_id, record = self._serve(database, record, movable_port)
             injection_point("fill:container")
             site.runtime.wait_ready(container_id, database.user, database.name)
             if method is not None and not method.fills_data_dir:
-                result = self._run(method, self._job(database, record, source, mode, sealed, subset))
+                result = self._run(method, self._job(database, record, source, mode, bool(sealed), subset))
             injection_point("fill:ready")
             if prepare is not None:
                 prepare(site.store.branch(database.name, record.name))
@@ -101,10 +101,10 @@ class Filler:
         site.store.update_branch(database.name, record.name, status=RUNNING)
         return result
 
-    def _sealed(self, database: DatabaseRecord, record: BranchRecord) -> str:
+    def _sealed(self, database: DatabaseRecord, record: BranchRecord, key_file: str) -> str:
         """The branch's server where no client reaches it (ContainerSpec.sealed), recorded as its container."""
         spec = self.spec(database, record, record.port)
-        spec.sealed = True
+        spec.sealed, spec.key_file = True, key_file
         container_id = self.site.runtime.create_container(spec)
         self.site.store.update_branch(database.name, record.name, container_id=container_id)
         return container_id
@@ -113,10 +113,16 @@ class Filler:
                 movable_port: bool) -> Tuple[str, BranchRecord]:
         """The sealed server stopped cleanly (its shutdown checkpoint writes every page), its WAL replaced by one
         empty segment (pg_resetwal: the segments held the original rows, their masking's full pages among them,
-        and recycled ones whatever the source wrote), then the branch's own container, published, in its place."""
+        and recycled ones whatever the source wrote), the copy's server logs and query statistics emptied, then the
+        branch's own container, published, in its place."""
         runtime = self.site.runtime
+        logs = runtime.query_json(sealed_id, database.user, database.name,
+                                  "SELECT to_json(current_setting('log_directory'))")
         runtime.stop(sealed_id)
         runtime.reset_wal(database.image, record.data_dir, database.name, record.name)
+        # What the copy's server logged and pg_stat_statements kept, which could quote any value
+        self.site.storage.empty_within(record.data_dir, [logs, "pg_stat_tmp"])
+        self.site.storage.remove_file(record.data_dir, "pg_stat/pg_stat_statements.stat")
         injection_point("fill:unsealed")
         runtime.remove(sealed_id)
         container_id, record = self._serve(database, record, movable_port)
@@ -160,7 +166,7 @@ class Filler:
         return ContainerSpec(name=record.container_name, image=database.image, database=database.name,
                              branch=record.name, bind_address=placement.bind_address, port=port,
                              data_dir=record.data_dir, password_file=database.password_file, user=database.user,
-                             dbname=database.name, network=placement.network)
+                             dbname=database.name, network=placement.network, pg_major=database.pg_major)
 
     def conninfo(self, database: DatabaseRecord, port: int, dbname: Optional[str]) -> str:
         conninfo = f"host={connection_host(self.site.placement.bind_address)} port={port} user={database.user}"

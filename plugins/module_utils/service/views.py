@@ -9,7 +9,6 @@ from __future__ import annotations
 from ansible_collections.baseful.branching.plugins.module_utils.masking import decode as decode_rules
 from ansible_collections.baseful.branching.plugins.module_utils.masking import rule_names
 from ansible_collections.baseful.branching.plugins.module_utils.migrations import decode
-from ansible_collections.baseful.branching.plugins.module_utils.subset import decode as decode_filter
 from ansible_collections.baseful.branching.plugins.module_utils.model import (
     CREATING,
     RESETTING,
@@ -22,6 +21,7 @@ from ansible_collections.baseful.branching.plugins.module_utils.model import (
 )
 from ansible_collections.baseful.branching.plugins.module_utils.runtime import WORKER_ROLE
 from ansible_collections.baseful.branching.plugins.module_utils.secret import read_secret
+from ansible_collections.baseful.branching.plugins.module_utils.subset import decode as decode_filter
 
 
 class Views:
