@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import re
+import subprocess
 import time
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from conftest import connect, query, snapshot
+from conftest import connect, json_report, playbook_env, query, snapshot
 
 # Every original value of a masked column holds this marker, and nothing else in the database does: the data directory
 # of a masked branch must not hold it anywhere.
@@ -296,3 +298,41 @@ def test_bad_rules_are_refused_naming_mask_with_nothing_made(ansible, dbname, im
             assert refused.get("failed") and refused["msg"].startswith(message), (key, check, refused.get("msg"))
     assert snapshot(docker_client, workdir) == before
     assert query(production["url"], "SELECT count(*) FROM customers") == [(ROWS,)]
+
+
+def test_an_inventory_and_the_branch_playbook_declare_masks_and_filters(ansible, dbname, image17, placement, workdir):
+    """The provision role passes a database's rules and each branch's mask, unmasked and filter; a second run changes
+    nothing. The branch playbook takes them as extra vars."""
+    variables = workdir / "inventory-vars.json"
+    variables.write_text(json.dumps({
+        "baseful_placement": placement,
+        "baseful_databases": [{"name": dbname, "image": image17, "mask": {"customers.email": "fake_email"},
+                               "branches": [{"name": "eu", "filter": {"customers": "id <= 10"},
+                                             "mask": {"customers.full_name": "redact"}},
+                                            {"name": "clear", "unmasked": True}]}]}))
+
+    def provision() -> dict:
+        done = subprocess.run(["ansible-playbook", "baseful.branching.provision", "-e", f"@{variables}"],
+                              env=playbook_env(), capture_output=True, text=True, check=False, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:]
+        return json_report(done.stdout)["stats"]["localhost"]
+
+    # masking rules name tables: the inventory's branches come once production has them
+    make_customers(ansible.run("database", name=dbname, image=image17)["branch"]["url"])
+    assert provision()["changed"] == 2  # the database's rules, then its branches
+    assert provision()["changed"] == 0
+    eu, clear = (ansible.run("branch_info", database=dbname, name=name)["branches"][0] for name in ("eu", "clear"))
+    assert eu["mask"] == {"public.customers.email": "fake_email", "public.customers.full_name": "redact"}
+    assert eu["filter"] == {"public.customers": "id <= 10"} and eu["copy_method"] == "dump"
+    assert query(eu["url"], "SELECT count(*), min(full_name), bool_and(email LIKE 'user-%%') FROM customers") == \
+        [(10, "REDACTED", True)]
+    assert clear["masked"] is False
+    assert query(clear["url"], "SELECT email FROM customers WHERE id = 1") == [("user1.Qx7ORIG@corp.test",)]
+
+    done = subprocess.run(["ansible-playbook", "baseful.branching.branch", "-e", json.dumps({
+        "database": dbname, "name": "pb", "mask": {"customers.email": "hash"}, "filter": {"customers": "id = 2"},
+        "baseful_placement": placement})], env=playbook_env(), capture_output=True, text=True, check=False, timeout=600)
+    assert done.returncode == 0, [line for line in done.stdout.splitlines() if '"msg"' in line]
+    pb = ansible.run("branch_info", database=dbname, name="pb")["branches"][0]
+    assert pb["mask"] == {"public.customers.email": "hash"} and pb["filter"] == {"public.customers": "id = 2"}
+    assert query(pb["url"], "SELECT count(*) FROM customers") == [(1,)]
