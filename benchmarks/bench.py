@@ -18,6 +18,11 @@ new connection per transaction (-C), as ratios; and the switch under pgbench -C 
 endpoint: each switch's pause (p50 and max of `switch_pause_ms`) and the failed transactions. Writes
 benchmarks/latest/endpoint.md and endpoint.png.
 
+Masking (`--only masking`): a ~1 GB table of people (email, name, phone, national id, notes) on XFS: a plain
+snapshot branch; a masked one (the same snapshot, then the four PII columns masked on the sealed server, the table
+rewritten, statistics and WAL replaced); a snapshot of that masked branch (how DLE serves masked clones); a full dump
+copy; and a filtered one (1% of the people). Writes benchmarks/latest/masking.md and masking.png.
+
 Module times are the module's own `copy_result.ready_seconds` (copy start to a server accepting
 connections), so Ansible's start-up is not counted; the wall time of the whole ansible call is
 recorded too.
@@ -318,6 +323,84 @@ def endpoint_plot(endpoint: dict, path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
+MASKING_ROWS = 4_500_000  # about 1 GB with its indexes
+MASK = {"people.email": "fake_email", "people.full_name": "fake_name", "people.phone": "keep_prefix:4",
+        "people.national_id": "hash"}
+
+
+def bench_masking(module: Module) -> dict:
+    database = "benchmask"
+    production = module("database", name=database, image=module.image)["branch"]
+    with psycopg.connect(production["url"], autocommit=True) as conn:
+        conn.execute("CREATE TABLE people (id bigint PRIMARY KEY, email text UNIQUE NOT NULL, full_name text NOT NULL, "
+                     "phone text, national_id text, notes text, region text NOT NULL)")
+        conn.execute(f"INSERT INTO people SELECT g, 'person' || g || '@corp.example', 'Person Number ' || g, "
+                     f"'+49 170 ' || lpad(g::text, 8, '0'), 'ID-' || md5(g::text), repeat(md5(g::text), 2), "
+                     f"(ARRAY['eu', 'us', 'ap'])[1 + g % 3] FROM generate_series(1, {MASKING_ROWS}) g")
+        conn.execute("CREATE INDEX people_name ON people (full_name)")
+        conn.execute("VACUUM ANALYZE people")
+        conn.execute("CHECKPOINT")
+        size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+    runs = {}
+    for label, name, args in (("snapshot", "plain", {"copy_method": "snapshot"}),
+                              ("masked snapshot", "masked", {"copy_method": "snapshot", "mask": MASK}),
+                              ("snapshot of the masked branch", "masked-child", {"source": "masked"}),
+                              ("dump", "dumped", {"copy_method": "dump"}),
+                              ("dump, filtered to 1%", "subset", {"filter": {"people": "id % 100 = 0"}})):
+        result = module("branch", database=database, name=name, **args)
+        runs[label] = {"seconds": result["copy_result"]["ready_seconds"], "wall_seconds": result["wall_seconds"],
+                       "method": result["copy_result"]["method"]}
+        print(label, runs[label], flush=True)
+    base = runs["snapshot"]["seconds"]
+    for run in runs.values():
+        run["over_snapshot"] = round(run["seconds"] / base, 1)
+    return {"database_bytes": size, "rows": MASKING_ROWS, "columns_masked": len(MASK), "runs": runs}
+
+
+def masking_table(masking: dict) -> str:
+    lines = [f"{masking['database_bytes'] / 2**30:.2f} GB, {masking['rows']} rows, {masking['columns_masked']} columns "
+             "masked", "", "| branch | method | seconds to ready | / plain snapshot |", "|---|---|---|---|"]
+    for label, run in masking["runs"].items():
+        lines.append(f"| {label} | {run['method']} | {run['seconds']:.2f} | {run['over_snapshot']:.1f}x |")
+    return "\n".join(lines)
+
+
+def masking_plot(masking: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(figsize=(8, 3.6))
+    labels = list(masking["runs"])
+    axes.barh(labels, [masking["runs"][k]["seconds"] for k in labels])
+    axes.set_xscale("log")
+    axes.invert_yaxis()
+    axes.set_xlabel("seconds to a branch accepting connections (log)")
+    axes.set_title(f"masked and filtered branches of a {masking['database_bytes'] / 2**30:.1f} GB database")
+    axes.grid(True, axis="x", which="both", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main_masking(image: str) -> None:
+    WORK.mkdir(parents=True, exist_ok=True)
+    with xfs_root(12) as root:
+        module = Module({"state_dir": str(WORK / "state-masking"), "data_root": str(root), "port_range": PORTS})
+        module.image = image
+        try:
+            masking = bench_masking(module)
+        finally:
+            module("database", name="benchmask", state="absent")
+    out = HERE / "latest"
+    out.mkdir(exist_ok=True)
+    path = out / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results["masking"] = masking
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    masking_plot(masking, out / "masking.png")
+    (out / "masking.md").write_text(masking_table(masking) + "\n")
+    print(masking_table(masking))
+
+
 def table(rows: list[dict]) -> str:
     methods = ["baseful", "hand-dump", "dump", "physical", "snapshot", "cp -a"]
     lines = ["| size | " + " | ".join(methods) + " | baseful / snapshot | physical / cp -a | dump / hand-dump |",
@@ -354,10 +437,13 @@ def main() -> None:
     parser.add_argument("--sizes", default=os.environ.get("BENCH_SIZES", "1,5"), help="GB, comma separated")
     parser.add_argument("--image", default=os.environ.get("BENCH_IMAGE", "postgres:17"))
     parser.add_argument("--snapshots", type=int, default=10)
-    parser.add_argument("--only", choices=["endpoint"], help="run this part alone, keeping the rest of results.json")
+    parser.add_argument("--only", choices=["endpoint", "masking"],
+                        help="run this part alone, keeping the rest of results.json")
     args = parser.parse_args()
     if args.only == "endpoint":
         return main_endpoint(args.image)
+    if args.only == "masking":
+        return main_masking(args.image)
     sizes = [int(s) for s in args.sizes.split(",")]
     jobs = os.cpu_count() or 2
     WORK.mkdir(parents=True, exist_ok=True)
@@ -401,6 +487,7 @@ def main() -> None:
     print(f"snapshot under pgbench load: {results['stall']}")
     print(f"{args.snapshots} snapshot branches: {results['snapshots']}")
     main_endpoint(args.image)
+    main_masking(args.image)
 
 
 def main_endpoint(image: str) -> None:
