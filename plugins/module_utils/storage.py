@@ -194,4 +194,3 @@ class HostStorage:
             for parent, _dirs, names in os.walk(directory):
                 for name in names:
                     os.remove(os.path.join(parent, name))
-

@@ -156,7 +156,7 @@ options:
         rows; a partitioned table, the rows of all its partitions.
       - Foreign keys stay valid. Before they are made, the copy leaves out every row that references a row it does
         not hold, following the constraints until none is left. A row whose parent was filtered out goes, then the
-        rows that referenced it. RV(copy_result.left_out) says how many rows each constraint left out.
+        rows that referenced it. V(left_out) in RV(copy_result) says how many rows each constraint left out.
         Those rows are copied and deleted on the branch before it serves; for values that must never reach a
         branch, use O(mask).
       - Served by the V(dump) method, which O(copy_method=auto) picks, from a running source. It is streamed through
