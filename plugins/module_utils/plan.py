@@ -280,7 +280,8 @@ def plan_masking(plan: Plan, request: BranchRequest, record: Optional[BranchReco
                  defaults: Dict[str, str]) -> Plan:
     """The masking rules of a new or reset copy: the database's `defaults` (unless the branch says unmasked) with
     the branch's own over them, or on a reset without `mask` the rules the branch had; plus its source's, which its
-    data has had already. An existing branch keeps its data's rules: other ones need a new copy (reset)."""
+    data has had already. A copy: empty takes no table, so none. An existing branch keeps its data's rules: other
+    ones need a new copy (reset)."""
     if request.state == "absent":
         return plan
     if request.name == PRODUCTION:
@@ -296,6 +297,13 @@ def plan_masking(plan: Plan, request: BranchRequest, record: Optional[BranchReco
             parameter = "mask" if differs else "unmasked"
             raise InputError(parameter, f"branch {request.name!r} exists with {_rules_said(had)}; its data cannot be "
                              "masked otherwise in place: add reset: true to copy it again with these rules")
+        return plan
+    if (plan.after.get("copy_mode") or "all") == "empty":
+        if request.mask:
+            raise InputError("mask", "mask rewrites the rows a copy takes and copy: empty takes no table; use copy: "
+                             "schema or copy: all")
+        plan.mask, plan.mask_now, plan.mask_had = {}, {}, {}  # no table of the source comes: the database's rules skip it
+        plan.after.update(masked=False, mask={})
         return plan
     inherited = decode_rules(source.mask) if source is not None else {}
     if request.unmasked and inherited:

@@ -240,6 +240,10 @@ def test_database_rules_reach_every_new_branch_but_production_and_unmasked(ansib
         [(True, "REDACTED")]
     assert files_holding(branch["data_dir"], b"@corp.test") == []
 
+    # an empty copy takes no table: the database's rules pass it by
+    blank = ansible.run("branch", database=dbname, name="blank", copy="empty")
+    assert blank["actions"] == ["create"] and blank["branch"]["masked"] is False, blank.get("msg")
+
     clear = ansible.run("branch", database=dbname, name="clear", unmasked=True)["branch"]
     assert clear["masked"] is False
     assert query(clear["url"], "SELECT email FROM customers WHERE id = 3") == [("user3.Qx7ORIG@corp.test",)]

@@ -149,6 +149,7 @@ CONTRADICTIONS = [
     ("branch", {"database": "DB", "name": "fresh", "filter": {"stock": "true"}, "copy_method": "physical"},
      "copy_method"),
     ("branch", {"database": "DB", "name": "fresh", "mask": {"stock.product_id": "redact"}}, "mask"),
+    ("branch", {"database": "DB", "name": "fresh", "mask": {"stock.stock_quantity": "redact"}, "copy": "empty"}, "mask"),
     ("branch", {"database": "DB", "name": "fresh", "mask": {"stock.no_such": "hash"}}, "mask"),
     ("branch", {"database": "DB", "name": "fresh", "filter": {"stock": "no_such_column = 1"}}, "filter"),
     ("branch", {"database": "DB", "name": "fresh", "filter": {"no_such": "true"}}, "filter"),

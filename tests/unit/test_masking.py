@@ -103,6 +103,15 @@ def test_unmasked_leaves_the_databases_rules_out_but_not_a_masked_sources():
         planned(BranchRequest(DB, "new", source="masked", unmasked=True), source=masked_source)
 
 
+def test_an_empty_copy_takes_no_table_and_so_no_rule():
+    masked_source = branch("masked", mask=json.dumps({"public.users.email": "hash"}))
+    empty = planned(BranchRequest(DB, "new", source="masked", copy_mode="empty", unmasked=True), source=masked_source,
+                    defaults={"public.users.phone": "null"})
+    assert empty.mask == empty.mask_now == {} and empty.after["masked"] is False
+    with pytest.raises(InputError, match="^mask: mask rewrites the rows a copy takes and copy: empty takes no table"):
+        planned(BranchRequest(DB, "new", copy_mode="empty", mask={"public.users.name": "redact"}))
+
+
 def test_a_copy_of_a_masked_branch_applies_only_the_rules_its_source_did_not():
     masked_source = branch("masked", mask=json.dumps({"public.users.email": "hash"}))
     same = planned(BranchRequest(DB, "new", source="masked"), source=masked_source,
