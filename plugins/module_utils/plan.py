@@ -332,6 +332,8 @@ def plan_filter(plan: Plan, request: BranchRequest, record: Optional[BranchRecor
                              "filtered otherwise in place: add reset: true to copy it again with this filter")
         return plan
     plan.filter = had if RESET in plan.actions and request.filter is None else dict(request.filter or {})
+    if plan.filter and request.copy_method is None and plan.after.get("copy_method") in ("snapshot", "physical"):
+        plan.after["copy_method"] = "auto"  # the recorded method copies whole data directories: auto picks dump
     mode = plan.after.get("copy_mode") or "all"
     if plan.filter and mode == "empty":
         raise InputError("filter", "filter selects the rows a copy takes and copy: empty takes no table; use copy: "

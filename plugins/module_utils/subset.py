@@ -86,13 +86,28 @@ found AS (
                                   JOIN tree ON i.inhparent = tree.relid WHERE r.relkind = 'p')
           SELECT coalesce(json_agg(json_build_array(n2.nspname, c2.relname)), '[]') FROM tree
           JOIN pg_class c2 ON c2.oid = tree.relid JOIN pg_namespace n2 ON n2.oid = c2.relnamespace
-          WHERE c2.relkind = 'r' AND c2.oid <> r.oid) AS partitions
+          WHERE c2.relkind = 'r' AND c2.oid <> r.oid) AS partitions,
+         (WITH RECURSIVE tree AS (SELECT r.oid AS relid UNION SELECT i.inhrelid FROM pg_inherits i
+                                  JOIN tree ON i.inhparent = tree.relid WHERE r.relkind = 'p')
+          SELECT count(*) FROM tree JOIN pg_class c2 ON c2.oid = tree.relid WHERE c2.relkind = 'f') AS foreign_partitions,
+         (SELECT coalesce(jsonb_agg(quote_ident(n2.nspname) || '.' || quote_ident(c2.relname)), '[]')
+          FROM pg_partition_tree(r.oid) AS tree JOIN pg_class c2 ON c2.oid = tree.relid
+          JOIN pg_namespace n2 ON n2.oid = c2.relnamespace WHERE c2.oid <> r.oid) ||
+         (SELECT coalesce(jsonb_agg(quote_ident(n2.nspname) || '.' || quote_ident(c2.relname)), '[]')
+          FROM pg_partition_ancestors(r.oid) AS up JOIN pg_class c2 ON c2.oid = up.relid
+          JOIN pg_namespace n2 ON n2.oid = c2.relnamespace WHERE c2.oid <> r.oid) AS family,
+         (SELECT coalesce(json_agg(json_build_array(d.objid::regclass::text, quote_ident(a.attname))), '[]')
+          FROM pg_depend d JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+          JOIN pg_class q ON q.oid = d.objid
+          WHERE d.classid = 'pg_class'::regclass AND d.refobjid = r.oid AND d.deptype IN ('a', 'i')
+            AND q.relkind = 'S') AS sequences
   FROM wanted w
   LEFT JOIN pg_namespace n ON n.nspname = w.s
   LEFT JOIN pg_class r ON r.relnamespace = n.oid AND r.relname = w.t),
 keys AS (
   SELECT k.conname AS name, quote_ident(cn.nspname) || '.' || quote_ident(c.relname) AS child,
          c.relkind::text AS child_kind, quote_ident(pn.nspname) || '.' || quote_ident(p.relname) AS parent,
+         p.relkind::text AS parent_kind,
          (SELECT json_agg(quote_ident(a.attname) ORDER BY o.i) FROM unnest(k.conkey) WITH ORDINALITY AS o(n, i)
           JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = o.n) AS child_columns,
          (SELECT json_agg(quote_ident(a.attname) ORDER BY o.i) FROM unnest(k.confkey) WITH ORDINALITY AS o(n, i)
@@ -100,7 +115,7 @@ keys AS (
   FROM pg_constraint k
   JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
   JOIN pg_class p ON p.oid = k.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
-  WHERE k.contype = 'f' AND k.convalidated AND k.conparentid = 0
+  WHERE k.contype = 'f' AND k.convalidated AND k.conparentid = 0 AND c.relpersistence <> 't'
     AND cn.nspname NOT IN ('pg_catalog', 'information_schema'))
 SELECT json_build_object(
   'tables', (SELECT coalesce(json_agg(found ORDER BY s, t), '[]') FROM found),
@@ -108,7 +123,7 @@ SELECT json_build_object(
   'all_tables', (SELECT coalesce(json_agg(quote_ident(n.nspname) || '.' || quote_ident(c.relname) ORDER BY 1), '[]')
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                  WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-                   AND n.nspname NOT LIKE 'pg_toast%' AND NOT c.relispartition))
+                   AND n.nspname NOT LIKE 'pg_toast%' AND c.relpersistence <> 't'))
 """
 
 
@@ -123,6 +138,13 @@ def check(conditions: Dict[str, str], catalog: dict, where: str) -> Dict[str, di
         if entry.get("relkind") not in ("r", "p"):
             raise InputError("filter", f"{key!r} in {where} is not a table (relkind {entry.get('relkind')}); filter the "
                              "tables it reads")
+        if entry.get("foreign_partitions"):
+            raise InputError("filter", f"partitioned table {key!r} in {where} has foreign-table partitions, whose rows a "
+                             "copy would write to the server they live on; filter its other partitions one by one")
+        for other in conditions:
+            if other != key and found.get(other, {}).get("name") in entry["family"]:
+                raise InputError("filter", f"{key!r} and {other!r} in {where} are a partitioned table and one of its "
+                                 "partitions, whose rows would be copied twice; filter one of them")
     return found
 
 
@@ -144,55 +166,74 @@ def copy_in(key: str, entry: dict) -> str:
 
 def excluded_data(conditions: Dict[str, str], found: Dict[str, dict]) -> List[str]:
     """pg_dump --exclude-table-data patterns (exact names, quoted) of every filtered table and its leaf partitions."""
+    def pattern(schema: str, name: str) -> str:
+        return '"{}"."{}"'.format(schema.replace('"', '""'), name.replace('"', '""'))
+
     patterns = []
     for key in conditions:
         table = table_of(key)
-        patterns.append(f'"{table.schema}"."{table.name}"')
-        patterns += [f'"{schema}"."{name}"' for schema, name in found[key]["partitions"]]
+        patterns.append(pattern(table.schema, table.name))
+        patterns += [pattern(schema, name) for schema, name in found[key]["partitions"]]
     return patterns
 
 
 def orphans(conditions: Dict[str, str], found: Dict[str, dict], catalog: dict, copy_mode: str) -> str:
     """A DO block, run on the target before its foreign keys are made: leaves out every row a validated foreign key
     would refuse (its parent row not copied), constraint by constraint, again while any row went (a child that lost
-    rows may be a parent), and records how many each constraint left out in temporary table left_out. Only tables
-    that lost rows or got none (copy: schema) are parents worth checking."""
-    reduced = sorted(found[key]["name"] for key in conditions)
+    rows may be a parent), and records how many each constraint left out in temporary table left_out. Only keys
+    that can lose rows come along: those whose parent lost rows or got none (copy: schema), a filtered table's
+    partitions and partitioned ancestors among them, and the keys of their children in turn. Under copy: schema the
+    sequences the filtered tables own then follow their rows, so the branch's next insert takes a new value."""
+    reduced = {name for key in conditions for name in [found[key]["name"], *found[key]["family"]]}
     if copy_mode == "schema":
-        reduced = sorted(set(catalog["all_tables"]))
-    keys = []
-    for key in catalog["foreign_keys"]:
-        pairs = list(zip(key["child_columns"], key["parent_columns"]))
-        present = " AND ".join(f"c.{child} IS NOT NULL" for child, _parent in pairs)
-        matched = " AND ".join(f"p.{parent} = c.{child}" for child, parent in pairs)
-        only = "ONLY " if key["child_kind"] == "r" else ""
-        delete = (f"DELETE FROM {only}{key['child']} c WHERE {present} AND NOT EXISTS "
-                  f"(SELECT 1 FROM {key['parent']} p WHERE {matched})")
-        keys.append({"name": key["name"], "child": key["child"], "parent": key["parent"], "delete": delete})
-    return f"""CREATE TEMPORARY TABLE left_out (constraint_name text, child text, rows bigint);
+        reduced |= set(catalog["all_tables"])
+    reaching, keys = set(reduced), []
+    pending = list(catalog["foreign_keys"])
+    while True:  # the keys whose parent can lose rows, until no new table can
+        taken = [key for key in pending if key["parent"] in reaching]
+        if not taken:
+            break
+        pending = [key for key in pending if key["parent"] not in reaching]
+        keys += taken
+        reaching |= {key["child"] for key in taken}
+    compact = [{"n": key["name"], "c": key["child"], "o": "ONLY " if key["child_kind"] == "r" else "",
+                "p": key["parent"], "q": "ONLY " if key["parent_kind"] == "r" else "",
+                "cc": key["child_columns"], "pc": key["parent_columns"]} for key in keys]
+    sequences = [f"SELECT setval('{sequence.replace(chr(39), chr(39) * 2)}', coalesce(max({column}), 1), "
+                 f"max({column}) IS NOT NULL) FROM {found[key]['name']};"
+                 for key in conditions for sequence, column in found[key]["sequences"]] if copy_mode == "schema" else []
+    return f"""CREATE TEMPORARY TABLE left_out (constraint_name text, rows bigint);
 DO $baseful$
 DECLARE
-  keys json := {quote_literal(json.dumps(keys))}::json;
-  reduced text[] := ARRAY(SELECT json_array_elements_text({quote_literal(json.dumps(reduced))}::json));
+  keys json := {quote_literal(json.dumps(compact))}::json;
+  reduced text[] := ARRAY(SELECT json_array_elements_text({quote_literal(json.dumps(sorted(reduced)))}::json));
   fk json;
+  statement text;
   gone bigint;
   again boolean := true;
 BEGIN
   WHILE again LOOP
     again := false;
     FOR fk IN SELECT * FROM json_array_elements(keys) LOOP
-      CONTINUE WHEN NOT (fk->>'parent') = ANY (reduced);
-      EXECUTE fk->>'delete';
+      CONTINUE WHEN NOT (fk->>'p') = ANY (reduced);
+      SELECT format('DELETE FROM %s%s c WHERE %s AND NOT EXISTS (SELECT 1 FROM %s%s p WHERE %s)', fk->>'o', fk->>'c',
+                    string_agg(format('c.%s IS NOT NULL', child), ' AND '), fk->>'q', fk->>'p',
+                    string_agg(format('p.%s = c.%s', parent, child), ' AND '))
+        INTO statement
+        FROM json_array_elements_text(fk->'cc') WITH ORDINALITY AS cc(child, i)
+        JOIN json_array_elements_text(fk->'pc') WITH ORDINALITY AS pc(parent, j) ON i = j;
+      EXECUTE statement;
       GET DIAGNOSTICS gone = ROW_COUNT;
       IF gone > 0 THEN
         again := true;
-        reduced := array_append(reduced, fk->>'child');
-        INSERT INTO left_out VALUES (fk->>'name', fk->>'child', gone);
+        reduced := array_append(reduced, fk->>'c');
+        INSERT INTO left_out VALUES ((fk->>'c') || '.' || (fk->>'n'), gone);
       END IF;
     END LOOP;
   END LOOP;
 END
 $baseful$;
+{chr(10).join(sequences)}
 SELECT 'left_out=' || coalesce(json_object_agg(constraint_name, rows), '{{}}') FROM
   (SELECT constraint_name, sum(rows) AS rows FROM left_out GROUP BY constraint_name) AS counted;
 """

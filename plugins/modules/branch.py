@@ -156,12 +156,16 @@ options:
         rows; a partitioned table, the rows of all its partitions.
       - Foreign keys stay valid. Before they are made, the copy leaves out every row that references a row it does
         not hold, following the constraints until none is left. A row whose parent was filtered out goes, then the
-        rows that referenced it. V(left_out) in RV(copy_result) says how many rows each constraint left out.
+        rows that referenced it. V(left_out) in RV(copy_result) says how many rows each constraint (C(schema.table.constraint)) left out.
         Those rows are copied and deleted on the branch before it serves; for values that must never reach a
         branch, use O(mask).
-      - Served by the V(dump) method, which O(copy_method=auto) picks, from a running source. It is streamed through
-        the copy worker with no temporary file on the host. Every part of the copy reads one snapshot of the source,
-        so the subset is consistent while the source keeps serving.
+      - Served by the V(dump) method, which O(copy_method=auto) picks (a reset of a branch made by V(snapshot) or
+        V(physical) too), from a running source. It is streamed through the copy worker with no temporary file on the
+        host. Every part of the copy reads one snapshot of the source, whose tables stay locked in ACCESS SHARE mode
+        until the copy ends, as C(pg_dump) holds them, so the subset is consistent while the source keeps serving.
+      - Under O(copy=schema) the sequences the filtered tables own are set past their rows.
+      - A partitioned table and one of its partitions both filtered, or a partitioned table with foreign-table
+        partitions, are refused.
       - A table that does not exist, or a condition the source cannot plan, is refused naming O(filter) before
         anything is made. An existing branch keeps the rows it has; another filter is refused unless O(reset=true).
         A reset copies with the branch's filter again, or this one where given.

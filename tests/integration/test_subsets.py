@@ -76,10 +76,10 @@ def test_filtered_tables_take_matching_rows_and_foreign_keys_stay_valid(ansible,
                            "events_2026": query(url, "SELECT count(*) FROM events WHERE at >= '2026-01-01'")[0][0]}
     assert 0 < kept_employees < query(source, "SELECT count(*) FROM employees WHERE region = 'eu' OR id = 1")[0][0]
     left_out = made["copy_result"]["left_out"]
-    assert left_out["orders_customer_id_fkey"] == 3000 - kept_orders
-    assert left_out["order_lines_order_id_fkey"] == 2 * (3000 - kept_orders)
-    assert left_out["employees_manager_id_fkey"] > 0
-    assert left_out["events_customer_id_fkey"] > 0
+    assert left_out["public.orders.orders_customer_id_fkey"] == 3000 - kept_orders
+    assert left_out["public.order_lines.order_lines_order_id_fkey"] == 2 * (3000 - kept_orders)
+    assert left_out["public.employees.employees_manager_id_fkey"] > 0
+    assert left_out["public.events.events_customer_id_fkey"] > 0
     # every row matches its filter, and every foreign key was made and holds
     assert query(url, "SELECT count(*) FROM customers WHERE region <> 'eu'") == [(0,)]
     assert query(url, "SELECT count(*) FROM events WHERE kind <> 'click'") == [(0,)]
@@ -113,6 +113,21 @@ def test_copy_schema_takes_only_the_filtered_tables_rows(ansible, database, dbna
     assert counts(made["branch"]["url"]) == {"regions": 1, "customers": 0, "orders": 0, "order_lines": 0,
                                              "employees": 0, "events": 0, "events_2025": 0, "events_2026": 0}
     assert made["copy_result"]["left_out"] == {}
+
+    # the sequences of the filtered tables follow their rows: the branch's next insert takes a new id
+    orders = ansible.run("branch", database=dbname, name="orders", copy="schema",
+                         filter={"regions": "true", "customers": "id <= 30", "orders": "customer_id <= 10"})
+    url = orders["branch"]["url"]
+    kept = query(url, "SELECT count(*), max(id) FROM orders")[0]
+    assert kept[0] == query(production["url"], "SELECT count(*) FROM orders WHERE customer_id <= 10")[0][0] > 0
+    assert query(url, "INSERT INTO orders (customer_id, total) VALUES (3, 1) RETURNING id")[0][0] > kept[1]
+
+    # a branch made by snapshot or physical is reset with a filter by dump, which auto then picks
+    whole = ansible.run("branch", database=dbname, name="whole", copy_method="physical")
+    assert whole["copy_result"]["method"] == "physical", whole.get("msg")
+    narrowed = ansible.run("branch", database=dbname, name="whole", reset=True, filter={"customers": "id <= 5"})
+    assert narrowed["copy_result"]["method"] == "dump", narrowed.get("msg")
+    assert query(narrowed["branch"]["url"], "SELECT count(*) FROM customers") == [(5,)]
 
 
 def test_bad_filters_are_refused_naming_filter_with_nothing_made(ansible, database, dbname, docker_client, workdir):

@@ -255,14 +255,29 @@ def test_a_filter_is_for_a_new_or_reset_copy_of_all_or_schema():
     assert again.filter == {"public.orders": "total > 5"}
 
 
+def shop_catalog() -> dict:
+    def table(name: str, kind: str, columns: list, **values) -> dict:
+        return dict({"s": "public", "t": name, "name": f"public.{name}", "relid": 1, "relkind": kind,
+                     "columns": columns, "partitions": [], "family": [], "sequences": [], "foreign_partitions": 0},
+                    **values)
+
+    def key(name: str, child: str, parent: str, columns: list) -> dict:
+        return {"name": name, "child": child, "child_kind": "r", "parent": parent, "parent_kind": "r",
+                "child_columns": columns, "parent_columns": ["id"]}
+
+    return {"tables": [table("users", "r", ["id", "region"], sequences=[["users_id_seq", "id"]]),
+                       table("events", "p", ["id", "kind"], partitions=[["public", "events_2026"]],
+                             family=["public.events_2026"])],
+            "foreign_keys": [key("orders_user_fkey", "public.orders", "public.users", ["user_id"]),
+                             key("lines_order_fkey", "public.lines", "public.orders", ["order_id"]),
+                             key("notes_event_fkey", "public.notes", "public.events_2026", ["event_id"]),
+                             key("tags_kind_fkey", "public.tags", "public.kinds", ["kind_id"])],
+            "all_tables": ["public.events", "public.events_2026", "public.kinds", "public.lines", "public.orders",
+                           "public.tags", "public.users"]}
+
+
 def test_a_filtered_copy_leaves_out_orphans_along_the_foreign_keys_and_takes_generated_columns_out():
-    catalog = {"tables": [{"s": "public", "t": "users", "name": "public.users", "relid": 1, "relkind": "r",
-                           "columns": ["id", "region"], "partitions": []},
-                          {"s": "public", "t": "events", "name": "public.events", "relid": 2, "relkind": "p",
-                           "columns": ["id", "kind"], "partitions": [["public", "events_2026"]]}],
-               "foreign_keys": [{"name": "orders_user_fkey", "child": "public.orders", "child_kind": "r",
-                                 "parent": "public.users", "child_columns": ["user_id"], "parent_columns": ["id"]}],
-               "all_tables": ["public.events", "public.orders", "public.users"]}
+    catalog = shop_catalog()
     conditions = {"public.events": "kind = 'a'", "public.users": "region = 'eu'"}
     made = subset.subset(conditions, catalog, "all")
     assert made.excluded == ('"public"."events"', '"public"."events_2026"', '"public"."users"')
@@ -271,25 +286,57 @@ def test_a_filtered_copy_leaves_out_orphans_along_the_foreign_keys_and_takes_gen
          'COPY "public"."events" (id, kind) FROM STDIN'),
         ('COPY (SELECT id, region FROM ONLY "public"."users" WHERE (region = \'eu\')) TO STDOUT',
          'COPY "public"."users" (id, region) FROM STDIN'))
-    assert "DELETE FROM ONLY public.orders c WHERE c.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM public.users p " \
-           "WHERE p.id = c.user_id)" in made.orphans
-    assert '["public.events", "public.users"]' in made.orphans
-    assert '["public.events", "public.orders", "public.users"]' in subset.subset(conditions, catalog, "schema").orphans
+    keys = json.loads(re.search(r"keys json := '(.*?)'::json", made.orphans).group(1))
+    # the keys that can lose rows: from the filtered tables (a partition's too) and on from their children; not tags
+    assert [key["n"] for key in keys] == ["orders_user_fkey", "notes_event_fkey", "lines_order_fkey"]
+    assert keys[0] == {"n": "orders_user_fkey", "c": "public.orders", "o": "ONLY ", "p": "public.users", "q": "ONLY ",
+                       "cc": ["user_id"], "pc": ["id"]}
+    assert '["public.events", "public.events_2026", "public.users"]' in made.orphans
+    assert "setval" not in made.orphans  # copy: all brings the sequences with the data of the whole tables
+    schema = subset.subset(conditions, catalog, "schema").orphans
+    assert json.dumps(catalog["all_tables"]) in schema
+    assert "SELECT setval('users_id_seq', coalesce(max(id), 1), max(id) IS NOT NULL) FROM public.users;" in schema
+
+
+def test_a_filter_on_a_partitioned_table_and_its_partition_or_with_foreign_partitions_is_refused():
+    catalog = shop_catalog()
+    catalog["tables"].append(dict(catalog["tables"][1], t="events_2026", name="public.events_2026", relkind="r",
+                                  partitions=[], family=["public.events"]))
+    with pytest.raises(InputError, match="^filter: 'public.events' and 'public.events_2026' in here are a partitioned "
+                                         "table and one of its partitions"):
+        subset.check({"public.events": "true", "public.events_2026": "true"}, catalog, "here")
+    catalog["tables"][1]["foreign_partitions"] = 1
+    with pytest.raises(InputError, match="^filter: partitioned table 'public.events' in here has foreign-table "):
+        subset.check({"public.events": "true"}, catalog, "here")
 
 
 def test_a_filtered_dump_reads_one_snapshot_and_checks_every_stage():
-    made = subset.subset({"public.users": "true"}, {
-        "tables": [{"s": "public", "t": "users", "name": "public.users", "relid": 1, "relkind": "r",
-                    "columns": ["id"], "partitions": []}], "foreign_keys": [], "all_tables": ["public.users"]}, "all")
-    job = CopyJob(DB, "dev", "all", "postgres:17", 17, "postgres", DB, "/secret", Endpoint(conninfo="host=a port=1"),
+    made = subset.subset({"public.users": "true"}, shop_catalog(), "schema")
+    job = CopyJob(DB, "dev", "schema", "postgres:17", 17, "postgres", DB, "/secret", Endpoint(conninfo="host=a port=1"),
                   Endpoint(conninfo="host=b port=2"), subset=made)
     script, env, stages = dump_script(job)
     assert stages == ["globals_dump", "globals_filter", "globals_restore", "snapshot", "pre_dump", "pre_restore",
-                      "data_dump", "data_restore", "rows_out_1", "rows_in_1", "orphans", "post_dump", "post_restore"]
+                      "rows_out_1", "rows_in_1", "orphans", "post_dump", "post_restore"]
     assert script.count('--snapshot="$SNAPSHOT"') == 3 and "SET TRANSACTION SNAPSHOT" in script
-    assert env["COPY_OUT_1"] == made.copies[0][0] and env["EXCLUDED_1"] == '"public"."users"'
+    assert env["COPY_OUT_1"] == made.copies[0][0] and env["PRE_DATA_ARGS"] == "--no-blobs"
+    assert "LOCK TABLE %s IN ACCESS SHARE MODE" in env["LOCK_TABLES"]
+    assert "statement_timeout=0" in script and "idle_in_transaction_session_timeout=0" in script
     assert "true" not in script  # conditions come through the environment, never the script's text
-    assert left_out("dump=0\nleft_out={\"orders_user_fkey\": 4}\n") == {"orders_user_fkey": 4}
+    assert left_out("dump=0\nleft_out={\"public.orders.orders_user_fkey\": 4}\n") == {"public.orders.orders_user_fkey": 4}
+
+
+def test_a_large_orphans_script_comes_in_parts_no_variable_over_the_kernels_limit():
+    catalog = shop_catalog()
+    catalog["foreign_keys"] += [{"name": f"k{n}", "child": f"public.child_{n}", "child_kind": "r",
+                                 "parent": "public.users", "parent_kind": "r", "child_columns": ["user_id"],
+                                 "parent_columns": ["id"]} for n in range(3000)]
+    made = subset.subset({"public.users": "true"}, catalog, "all")
+    job = CopyJob(DB, "dev", "all", "postgres:17", 17, "postgres", DB, "/secret", Endpoint(conninfo="host=a port=1"),
+                  Endpoint(conninfo="host=b port=2"), subset=made)
+    _script, env, _stages = dump_script(job)
+    parts = [env[f"ORPHANS_{n}"] for n in range(1, int(env["ORPHANS_PARTS"]) + 1)]
+    assert len(parts) > 1 and all(len(part.encode()) < 128 * 1024 for part in parts)
+    assert "".join(parts) == made.orphans
 
 
 # scrubbing the sealed copy's files

@@ -39,19 +39,28 @@ DATA = """
 # for the whole copy exports (pg_dump --snapshot, SET TRANSACTION SNAPSHOT): a consistent copy of a source that keeps
 # serving. Sections: pre-data (makes the database and its tables), the data of every table not filtered (copy: all),
 # each filtered table's rows, the orphans' removal (its counts on stdout), then post-data (indexes, constraints).
+# The tables the copy reads, held (ACCESS SHARE, as pg_dump holds them) while the snapshot is: a TRUNCATE or a rewrite
+# on the source waits for the copy instead of leaving it an empty table.
+LOCK_TABLES = """DO $baseful$ DECLARE t regclass; BEGIN
+FOR t IN SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p')
+  AND c.relpersistence <> 't' AND n.nspname NOT IN ('pg_catalog', 'information_schema') LOOP
+  EXECUTE format('LOCK TABLE %s IN ACCESS SHARE MODE', t);
+END LOOP; END $baseful$;"""
 SNAPSHOT_OPEN = """
+export PGOPTIONS='-c statement_timeout=0 -c idle_in_transaction_session_timeout=0 -c lock_timeout=0'
+export PGCONNECT_TIMEOUT=30
 fifo="$(mktemp -u)"; mkfifo "$fifo"; exec 3<>"$fifo"; rm -f "$fifo"
 snap="$(mktemp)"
-{ PGPASSWORD="$SRC_PASSWORD" psql -X -q -At -v ON_ERROR_STOP=1 --dbname="$SRC" <&3 >"$snap"; \
+{ PGPASSWORD="$SRC_PASSWORD" psql -X -q -At -v ON_ERROR_STOP=1 --dbname="$SRC" <&3 >"$snap"; \\
   echo "snapshot=$?" >>"$rc"; } &
 holder=$!
-printf 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSELECT pg_export_snapshot();\n' >&3
-for _ in $(seq 1200); do [ -s "$snap" ] && break; kill -0 "$holder" 2>/dev/null || break; sleep 0.05; done
+printf '%s\\n' 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;' "$LOCK_TABLES" 'SELECT pg_export_snapshot();' >&3
+for _ in $(seq 6000); do [ -s "$snap" ] && break; kill -0 "$holder" 2>/dev/null || break; sleep 0.05; done
 SNAPSHOT="$(head -n 1 "$snap")"
 """
 SECTIONS = """
-{ PGPASSWORD="$SRC_PASSWORD" pg_dump --dbname="$SRC" --snapshot="$SNAPSHOT" --format=custom --section=pre-data; \
-  echo "pre_dump=$?" >>"$rc"; } \
+{ PGPASSWORD="$SRC_PASSWORD" pg_dump --dbname="$SRC" --snapshot="$SNAPSHOT" --format=custom --section=pre-data \
+    $PRE_DATA_ARGS; echo "pre_dump=$?" >>"$rc"; } \
  | { PGPASSWORD="$DST_PASSWORD" pg_restore --dbname="$RESTORE_DB" --exit-on-error $RESTORE_ARGS; \
      echo "pre_restore=$?" >>"$rc"; }
 if [ "$COPY_MODE" = all ]; then
@@ -72,7 +81,8 @@ while [ "$i" -le "$COPIES" ]; do
        echo "rows_in_$i=$?" >>"$rc"; }
   i=$((i + 1))
 done
-printf '%s\n' "$ORPHANS" | PGPASSWORD="$DST_PASSWORD" psql -X -q -At -v ON_ERROR_STOP=1 --dbname="$DST_DB" -f -
+i=1; while [ "$i" -le "$ORPHANS_PARTS" ]; do eval "printf '%s' \\"\\$ORPHANS_$i\\""; i=$((i + 1)); done \\
+ | PGPASSWORD="$DST_PASSWORD" psql -X -q -At -v ON_ERROR_STOP=1 --dbname="$DST_DB" -f -
 echo "orphans=$?" >>"$rc"
 { PGPASSWORD="$SRC_PASSWORD" pg_dump --dbname="$SRC" --snapshot="$SNAPSHOT" --format=custom --section=post-data; \
   echo "post_dump=$?" >>"$rc"; } \
@@ -80,6 +90,7 @@ echo "orphans=$?" >>"$rc"
 printf 'COMMIT;\n\\q\n' >&3
 wait "$holder"; exec 3>&-; rm -f "$snap"
 """
+ENVIRONMENT_PART = 100_000
 # Each password reaches only the processes that talk to its server, through their environment:
 # never a command line (visible in ps), and the managed password is never offered to an external
 # server. An external URL's password is cut out of the URL and comes in as SRC_PASSWORD.
@@ -132,7 +143,11 @@ def dump_script(job: CopyJob) -> (str, Dict[str, str], list):
 def _subset_environment(job: CopyJob) -> Dict[str, str]:
     """The filtered copy's statements and patterns, one variable each (never through the script's text)."""
     subset = job.subset
-    env = {"EXCLUDED": str(len(subset.excluded)), "COPIES": str(len(subset.copies)), "ORPHANS": subset.orphans}
+    # One variable holds at most 128 KiB (Linux's MAX_ARG_STRLEN): the orphans' SQL comes in parts.
+    parts = [subset.orphans[start:start + ENVIRONMENT_PART] for start in range(0, len(subset.orphans), ENVIRONMENT_PART)]
+    env = {"EXCLUDED": str(len(subset.excluded)), "COPIES": str(len(subset.copies)), "ORPHANS_PARTS": str(len(parts)),
+           "LOCK_TABLES": LOCK_TABLES, "PRE_DATA_ARGS": "--no-blobs" if job.mode == "schema" else ""}
+    env.update({f"ORPHANS_{i}": part for i, part in enumerate(parts, 1)})
     env.update({f"EXCLUDED_{i}": pattern for i, pattern in enumerate(subset.excluded, 1)})
     for i, (out, into) in enumerate(subset.copies, 1):
         env.update({f"COPY_OUT_{i}": out, f"COPY_IN_{i}": into})

@@ -138,7 +138,7 @@ class BranchExecutor:
         database, record, request, store = step.database, step.record, step.request, self.site.store
         endpoint = self.filler.source_endpoint(database, store.branch(database.name, step.plan.source))
         mode = request.copy_mode or record.copy_mode or "all"
-        method = self.filler.method(database, endpoint, mode, request.copy_method or record.copy_method or "auto",
+        method = self.filler.method(database, endpoint, mode, step.plan.after.get("copy_method") or "auto",
                                     filtered=bool(step.plan.filter))
         port = request.port or record.port
         if port != record.port:
