@@ -123,19 +123,23 @@ options:
         first label of an enum, an empty array or JSON object). V(hash) an HMAC-SHA-256 of the value shaped to the
         column (hex text, an integer, a uuid, bytea), keyed per database (the key is kept in O(state_dir), never in a
         branch), so equal values stay equal across tables and branches and joins still match.
-        V(fake_email) C(user-<10 hex of that HMAC>@example.com). V(fake_name) a first and a last name chosen by it.
+        V(fake_email) C(user-<16 hex of that HMAC>@example.com). V(fake_name) a first and a last name chosen by it.
         C(keep_prefix:N) the first N characters, then C(*) for each other one. C(sql:<expression>) any SQL
-        expression over the row's columns (no C(;)). NULL stays NULL under every rule but C(sql:).
+        expression over the row's columns (no C(;); names resolve in C(pg_catalog) only, so qualify your own
+        functions). NULL stays NULL under every rule but C(sql:).
       - The copy is masked on a sealed server, with no network and no published port; the branch's own container
         (its port, and its route through the database's endpoint) exists only once masking is done. The masked
         tables are then rewritten (C(VACUUM FULL), indexes and TOAST too), statistics gathered anew and
         C(pg_statistic) rewritten, materialized views refreshed, the server stopped cleanly and its WAL replaced
-        with C(pg_resetwal), so its data directory holds no byte of an original masked value.
-        Triggers, rules and foreign-key actions do not fire while it runs.
-      - A table or column that does not exist, or a rule that does not fit the column (V(null) on C(NOT NULL),
-        V(redact) on a column unique on its own, text rules on other types, an expression the server cannot plan)
-        is refused, naming O(mask), before anything is made; it is checked against the source when that runs, else
-        against the copy before it serves.
+        with C(pg_resetwal), and the copy's server logs and C(pg_stat_statements) files emptied, so its data
+        directory holds no byte of an original masked value. Triggers, rules and foreign-key actions do not fire
+        while it runs. A failure is reported by its SQLSTATE alone, since PostgreSQL's message could quote a value.
+      - A table or column that does not exist, or a rule that does not fit the column, is refused, naming O(mask),
+        before anything is made. That covers V(null) on C(NOT NULL); V(redact), V(fake_name) or C(keep_prefix) on a column of a
+        unique index, or V(hash) where it is too narrow not to collide; text rules on other types; a generated,
+        identity or partition-key column; an expression the server cannot plan; the two sides of a foreign key
+        masked differently (masking does not cascade, so give both V(hash), or the referencing side V(null)). It is
+        checked against the source when that runs, else against the copy before it serves.
       - A copy of a masked branch is masked too (RV(branch.masked)); it only applies the rules its source did not
         (a snapshot of a masked branch costs what any snapshot does). A reset applies the branch's rules again,
         or these where given.
