@@ -390,15 +390,7 @@ def main_masking(image: str) -> None:
             masking = bench_masking(module)
         finally:
             module("database", name="benchmask", state="absent")
-    out = HERE / "latest"
-    out.mkdir(exist_ok=True)
-    path = out / "results.json"
-    results = json.loads(path.read_text()) if path.exists() else {}
-    results["masking"] = masking
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    masking_plot(masking, out / "masking.png")
-    (out / "masking.md").write_text(masking_table(masking) + "\n")
-    print(masking_table(masking))
+    save_part("masking", masking, masking_plot, masking_table)
 
 
 def table(rows: list[dict]) -> str:
@@ -497,15 +489,20 @@ def main_endpoint(image: str) -> None:
         endpoint = bench_endpoint(module, docker.from_env(), image)
     finally:
         module("database", name="benchep", state="absent")
+    save_part("endpoint", endpoint, endpoint_plot, endpoint_table)
+
+
+def save_part(name: str, part: dict, plot_to, table_of) -> None:
+    """One part's figures into results.json (keeping the others'), its plot <name>.png and table <name>.md."""
     out = HERE / "latest"
     out.mkdir(exist_ok=True)
     path = out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
-    results["endpoint"] = endpoint
+    results[name] = part
     path.write_text(json.dumps(results, indent=2) + "\n")
-    endpoint_plot(endpoint, out / "endpoint.png")
-    (out / "endpoint.md").write_text(endpoint_table(endpoint) + "\n")
-    print(endpoint_table(endpoint))
+    plot_to(part, out / f"{name}.png")
+    (out / f"{name}.md").write_text(table_of(part) + "\n")
+    print(table_of(part))
 
 
 if __name__ == "__main__":

@@ -68,14 +68,20 @@ def quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def column_of(key, parameter: str = "mask") -> Column:
-    """`[schema.]table.column`; names as the catalog spells them (case matters), without quotes."""
+def qualified_name(key, length: int, parameter: str, what: str, forms: str) -> List[str]:
+    """`key` split at its dots into `length` names, schema `public` where it is left out; names as the catalog spells
+    them (case matters), without quotes. Serves masking's columns and a filter's tables (subset.table_of)."""
     parts = key.split(".") if isinstance(key, str) else []
-    if len(parts) == 2:
+    if len(parts) == length - 1:
         parts.insert(0, "public")
-    if len(parts) != 3 or not all(parts) or any(ord(c) < 32 for part in parts for c in part):
-        raise InputError(parameter, f"{key!r} does not name a column; use table.column or schema.table.column")
-    return Column(*parts)
+    if len(parts) != length or not all(parts) or any(ord(c) < 32 for part in parts for c in part):
+        raise InputError(parameter, f"{key!r} does not name a {what}; use {forms}")
+    return parts
+
+
+def column_of(key, parameter: str = "mask") -> Column:
+    """`[schema.]table.column`."""
+    return Column(*qualified_name(key, 3, parameter, "column", "table.column or schema.table.column"))
 
 
 def parse_rule(key: str, value, parameter: str = "mask") -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from ansible_collections.baseful.branching.plugins.module_utils.errors import InputError
-from ansible_collections.baseful.branching.plugins.module_utils.masking import quote_ident, quote_literal
+from ansible_collections.baseful.branching.plugins.module_utils.masking import qualified_name, quote_ident, quote_literal
 
 
 @dataclass(frozen=True)
@@ -35,12 +35,8 @@ class Table:
 
 
 def table_of(key) -> Table:
-    parts = key.split(".") if isinstance(key, str) else []
-    if len(parts) == 1:
-        parts.insert(0, "public")
-    if len(parts) != 2 or not all(parts) or any(ord(c) < 32 for part in parts for c in part):
-        raise InputError("filter", f"{key!r} does not name a table; use table or schema.table")
-    return Table(*parts)
+    """`[schema.]table`."""
+    return Table(*qualified_name(key, 2, "filter", "table", "table or schema.table"))
 
 
 def parse_filter(value) -> Dict[str, str]:
